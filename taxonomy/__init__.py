@@ -1,0 +1,50 @@
+"""Categories, attributes and values; validation; the competition's file formats and metric.
+
+This package imports nothing else of the project: ``db`` and ``trainer`` both stand on it.
+"""
+
+from .formats import (
+    DEFAULT_FILLER,
+    FormatError,
+    check_id,
+    find_image,
+    iter_raw_rows,
+    read_train_csv,
+    safe_cell,
+    write_submission,
+    write_train_csv,
+)
+from .loading import (
+    default_taxonomy,
+    load_taxonomy,
+    read_category_attributes,
+    save_taxonomy,
+    taxonomy_from_competition,
+)
+from .metric import AttributeScore, MetricReport, evaluate, f1_scores, harmonic
+from .records import AttributePrediction, LabeledExample, ProductPrediction, RowError
+from .schema import (
+    NOT_APPLICABLE,
+    Attribute,
+    Category,
+    InvalidValueError,
+    Taxonomy,
+    TaxonomyError,
+    UnknownAttributeError,
+    UnknownCategoryError,
+    normalize,
+)
+
+__all__ = [
+    "DEFAULT_FILLER", "NOT_APPLICABLE", "Attribute", "AttributePrediction", "AttributeScore",
+    "Category", "FormatError", "InvalidValueError", "LabeledExample", "MetricReport",
+    "ProductPrediction", "RowError", "Taxonomy", "TaxonomyError", "UnknownAttributeError",
+    "UnknownCategoryError", "check_id", "default_taxonomy", "evaluate", "f1_scores", "find_image",
+    "harmonic", "iter_raw_rows", "load_taxonomy", "normalize", "read_category_attributes",
+    "read_train_csv", "safe_cell", "save_taxonomy", "taxonomy_from_competition",
+    "write_submission", "write_train_csv",
+]
+
+from .images import ImageError, ImageInfo, decode_image, load_rgb, to_rgb  # noqa: E402
+
+__all__ += ["ImageError", "ImageInfo", "decode_image", "load_rgb", "to_rgb"]

@@ -1,0 +1,25 @@
+"""Fixtures shared by every test package. Tests never touch the network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from taxonomy import Taxonomy, default_taxonomy
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it are skipped (with the reason) where it is absent."""
+    if not (SHARED_DATA / "meesho-labels" / "train.csv").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def taxonomy() -> Taxonomy:
+    return default_taxonomy()
