@@ -45,6 +45,6 @@ __all__ = [
     "write_submission", "write_train_csv",
 ]
 
-from .images import ImageError, ImageInfo, decode_image, load_rgb, to_rgb  # noqa: E402
+from .images import ImageError, ImageInfo, decode_image, load_rgb, to_rgb
 
 __all__ += ["ImageError", "ImageInfo", "decode_image", "load_rgb", "to_rgb"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .records import LabeledExample, RowError
-from .schema import NOT_APPLICABLE, Taxonomy, TaxonomyError, normalize
+from .schema import NOT_APPLICABLE, Taxonomy, TaxonomyError
 
 BASE_COLUMNS = ("id", "Category", "len")
 DEFAULT_FILLER = "dummy_value"
