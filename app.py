@@ -1,8 +1,8 @@
-"""Visual Taxonomy web app (placeholder until the app issue lands)."""
+"""Visual Taxonomy: ``python app.py`` starts the labeling app; ``python app.py --help`` lists the tools."""
 
 if __name__ == "__main__":
-    import gradio as gr
+    import sys
 
-    with gr.Blocks(title="Visual Taxonomy") as demo:
-        gr.Markdown("# Visual Taxonomy\nThe labeling app is being built.")
-    demo.launch(server_name="127.0.0.1")
+    from webapp.cli import main
+
+    sys.exit(main())

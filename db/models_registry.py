@@ -1,0 +1,247 @@
+"""Model versions (exactly one active at a time) and training runs (queued -> running -> done)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .models import (
+    RUN_ACTIVE_STATUSES,
+    RUN_STATUSES,
+    VERSION_KINDS,
+    ModelVersion,
+    TrainingRun,
+    User,
+    utcnow,
+)
+from .products import user_id
+
+FINAL_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_ACTIVE_STATUSES)
+
+
+class RegistryError(ValueError):
+    """A model version or training run that does not exist or cannot make that move."""
+
+
+class RunInProgressError(RegistryError):
+    """Another training run is queued or running."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- model versions ------------------------------------------------------------------------------
+
+
+def register_version(
+    session: Session,
+    *,
+    version_id: str,
+    path: str | os.PathLike,
+    taxonomy_fingerprint: str,
+    kind: str,
+    metrics: dict | None = None,
+    checksum: str | None = None,
+    parent_id: str | None = None,
+    notes: str = "",
+) -> ModelVersion:
+    """Record a trained checkpoint as a candidate. Without ``checksum`` the file is hashed."""
+    if kind not in VERSION_KINDS:
+        raise RegistryError(f"unknown model kind {kind!r}; allowed: {', '.join(VERSION_KINDS)}")
+    if session.get(ModelVersion, version_id) is not None:
+        raise RegistryError(f"model version {version_id!r} already exists")
+    if parent_id is not None and session.get(ModelVersion, parent_id) is None:
+        raise RegistryError(f"parent model version {parent_id!r} does not exist")
+    if checksum is None:
+        if not Path(path).is_file():
+            raise RegistryError(f"checkpoint file not found: {path}")
+        checksum = file_sha256(path)
+    version = ModelVersion(
+        id=version_id,
+        path=str(path),
+        checksum=checksum,
+        taxonomy_fingerprint=taxonomy_fingerprint,
+        metrics=dict(metrics or {}),
+        status="candidate",
+        parent_id=parent_id,
+        kind=kind,
+        notes=notes,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def get_version(session: Session, version_id: str) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise RegistryError(f"model version {version_id!r} not found")
+    return version
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    """All versions, newest first."""
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id)))
+
+
+def active_version(session: Session) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+
+
+def activate_version(session: Session, version_id: str) -> ModelVersion:
+    """Make ``version_id`` the one active version; the one active before becomes retired.
+
+    Activating a retired version is how a rollback is done.
+    """
+    version = get_version(session, version_id)
+    if version.status == "active":
+        return version
+    session.execute(
+        update(ModelVersion)
+        .where(ModelVersion.status == "active", ModelVersion.id != version_id)
+        .values(status="retired")
+        .execution_options(synchronize_session="fetch")
+    )
+    version.status = "active"
+    version.activated_at = utcnow()
+    session.flush()
+    return version
+
+
+def rollback_version(session: Session) -> ModelVersion:
+    """Re-activate the version that was active before the current one."""
+    current = active_version(session)
+    query = select(ModelVersion).where(ModelVersion.status == "retired", ModelVersion.activated_at.is_not(None))
+    previous = session.scalar(query.order_by(ModelVersion.activated_at.desc()).limit(1))
+    if previous is None:
+        raise RegistryError(
+            "no earlier active version to roll back to"
+            + (f"; {current.id!r} stays active" if current is not None else "")
+        )
+    return activate_version(session, previous.id)
+
+
+def retire_version(session: Session, version_id: str) -> ModelVersion:
+    version = get_version(session, version_id)
+    version.status = "retired"
+    session.flush()
+    return version
+
+
+# -- training runs -------------------------------------------------------------------------------
+
+
+def create_run(
+    session: Session, *, kind: str, params: dict | None = None, created_by: User | None = None
+) -> TrainingRun:
+    """Queue a training run. Raises RunInProgressError while another one is queued or running."""
+    if kind not in VERSION_KINDS:
+        raise RegistryError(f"unknown training kind {kind!r}; allowed: {', '.join(VERSION_KINDS)}")
+    busy = running_run(session)
+    if busy is not None:
+        raise RunInProgressError(f"training run {busy.id} is {busy.status}; wait for it to finish")
+    run = TrainingRun(
+        kind=kind,
+        status="queued",
+        progress=0.0,
+        message="queued",
+        params=dict(params or {}),
+        created_by=user_id(created_by) if created_by is not None else None,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> TrainingRun:
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise RegistryError(f"training run {run_id!r} not found")
+    return run
+
+
+def list_runs(session: Session, limit: int = 20) -> list[TrainingRun]:
+    return list(session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))
+
+
+def running_run(session: Session) -> TrainingRun | None:
+    """The run that is queued or running, if any."""
+    query = select(TrainingRun).where(TrainingRun.status.in_(RUN_ACTIVE_STATUSES)).order_by(TrainingRun.id.desc())
+    return session.scalar(query.limit(1))
+
+
+def start_run(session: Session, run_id: int) -> TrainingRun:
+    run = get_run(session, run_id)
+    if run.status != "queued":
+        raise RegistryError(f"training run {run_id} is {run.status}, not queued")
+    run.status = "running"
+    run.started_at = utcnow()
+    run.message = "running"
+    session.flush()
+    return run
+
+
+def update_run(
+    session: Session, run_id: int, *, progress: float | None = None, message: str | None = None
+) -> TrainingRun:
+    """Record progress (0..1) and a status line of a queued or running run."""
+    run = get_run(session, run_id)
+    if run.status not in RUN_ACTIVE_STATUSES:
+        raise RegistryError(f"training run {run_id} is already {run.status}")
+    if progress is not None:
+        if not 0.0 <= progress <= 1.0:
+            raise ValueError(f"progress must be between 0 and 1, got {progress}")
+        run.progress = float(progress)
+    if message is not None:
+        run.message = message
+    session.flush()
+    return run
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    *,
+    status: str,
+    message: str | None = None,
+    error: str | None = None,
+    result_version_id: str | None = None,
+) -> TrainingRun:
+    """End a run as succeeded, failed, interrupted or rejected (a model worse than the active one)."""
+    if status not in FINAL_RUN_STATUSES:
+        raise RegistryError(f"a run finishes as one of {', '.join(FINAL_RUN_STATUSES)}, not {status!r}")
+    run = get_run(session, run_id)
+    if run.status not in RUN_ACTIVE_STATUSES:
+        raise RegistryError(f"training run {run_id} already finished as {run.status}")
+    if result_version_id is not None:
+        get_version(session, result_version_id)
+    run.status = status
+    run.finished_at = utcnow()
+    if status == "succeeded":
+        run.progress = 1.0
+    run.error = error
+    run.result_version_id = result_version_id
+    run.message = message if message is not None else status
+    session.flush()
+    return run
+
+
+def mark_interrupted_runs(session: Session) -> int:
+    """Mark queued and running runs as interrupted (call on start: no run survives a restart)."""
+    runs = list(session.scalars(select(TrainingRun).where(TrainingRun.status.in_(RUN_ACTIVE_STATUSES))))
+    now = utcnow()
+    for run in runs:
+        run.status = "interrupted"
+        run.finished_at = now
+        run.message = "interrupted: the app stopped while this run was in progress"
+    session.flush()
+    return len(runs)

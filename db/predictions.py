@@ -1,0 +1,158 @@
+"""Model predictions per product, and the review queue built from them.
+
+One ``ProductPrediction`` is stored as rows sharing a ``group_id``: one for the category
+(attribute ``CATEGORY_ATTRIBUTE``) and one per attribute, each with its top-k.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.orm import Session
+
+from taxonomy import AttributePrediction, ProductPrediction
+
+from .models import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, LabelEvent, Prediction, Product, User, utcnow
+from .products import resolve_product, user_id, visible_to
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    product_id: int
+    model_version_id: str
+    created_at: datetime
+    prediction: ProductPrediction
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    product: Product
+    mean_confidence: float
+    min_confidence: float
+
+
+def save_prediction(session: Session, product: Product, model_version_id: str, prediction: ProductPrediction) -> str:
+    """Store ``prediction`` for ``product`` as made by ``model_version_id``; returns its group id."""
+    group = uuid.uuid4().hex
+    now = utcnow()
+    rows = [
+        Prediction(
+            group_id=group,
+            product_id=product.id,
+            model_version_id=model_version_id,
+            attribute=CATEGORY_ATTRIBUTE,
+            value=prediction.category,
+            confidence=float(prediction.category_probability),
+            top_k=[],
+            created_at=now,
+        )
+    ]
+    for name, attr in prediction.attributes.items():
+        rows.append(
+            Prediction(
+                group_id=group,
+                product_id=product.id,
+                model_version_id=model_version_id,
+                attribute=name,
+                value=attr.value,
+                confidence=float(attr.probability),
+                top_k=[[value, float(p)] for value, p in attr.top_k],
+                created_at=now,
+            )
+        )
+    session.add_all(rows)
+    session.flush()
+    return group
+
+
+def _latest_groups(
+    session: Session, where: ColumnElement[bool], model_version_id: str | None
+) -> dict[int, list[Prediction]]:
+    """product id -> rows of its latest prediction, for the products matching ``where``."""
+    newest = select(func.max(Prediction.id).label("id")).join(Product, Product.id == Prediction.product_id).where(where)
+    if model_version_id is not None:
+        newest = newest.where(Prediction.model_version_id == model_version_id)
+    newest = newest.group_by(Prediction.product_id).subquery()
+    groups = select(Prediction.group_id).join(newest, Prediction.id == newest.c.id).subquery()
+    rows = session.scalars(
+        select(Prediction).join(groups, Prediction.group_id == groups.c.group_id).order_by(Prediction.id)
+    )
+    out: dict[int, list[Prediction]] = {}
+    for row in rows:
+        out.setdefault(row.product_id, []).append(row)
+    return out
+
+
+def _assemble(product: Product, rows: list[Prediction]) -> StoredPrediction:
+    head = next((r for r in rows if r.attribute == CATEGORY_ATTRIBUTE), rows[0])
+    attributes = {
+        r.attribute: AttributePrediction(
+            value=r.value, probability=r.confidence, top_k=tuple((str(v), float(p)) for v, p in r.top_k)
+        )
+        for r in rows
+        if r.attribute != CATEGORY_ATTRIBUTE
+    }
+    return StoredPrediction(
+        product_id=product.id,
+        model_version_id=head.model_version_id,
+        created_at=head.created_at,
+        prediction=ProductPrediction(
+            id=product.display_id,
+            category=head.value if head.attribute == CATEGORY_ATTRIBUTE else product.category,
+            category_probability=head.confidence if head.attribute == CATEGORY_ATTRIBUTE else 0.0,
+            attributes=attributes,
+        ),
+    )
+
+
+def latest_prediction(
+    session: Session, viewer: User, product_id: int, *, model_version_id: str | None = None
+) -> StoredPrediction | None:
+    """The newest prediction of the product (by one model version, if given), or None."""
+    product = resolve_product(session, viewer, product_id)
+    rows = _latest_groups(session, Product.id == product.id, model_version_id).get(product.id)
+    return _assemble(product, rows) if rows else None
+
+
+def latest_predictions(
+    session: Session, viewer: User, *, model_version_id: str | None = None
+) -> list[tuple[Product, StoredPrediction]]:
+    """The newest prediction of every product the viewer may see that has one, by product id."""
+    groups = _latest_groups(session, visible_to(viewer), model_version_id)
+    products = (
+        session.scalars(select(Product).where(Product.id.in_(list(groups))).order_by(Product.id)) if (groups) else []
+    )
+    return [(p, _assemble(p, groups[p.id])) for p in products]
+
+
+def review_queue(session: Session, viewer: User, limit: int = 20) -> list[QueueItem]:
+    """The viewer's own products with a prediction but no label confirmed by a person, least sure first.
+
+    Confidence is that of the newest prediction (category and attributes together); imported
+    labels and raw model output do not count as confirmed.
+    """
+    newest = (
+        select(Prediction.product_id, func.max(Prediction.id).label("id"))
+        .join(Product, Product.id == Prediction.product_id)
+        .where(Product.owner_id == user_id(viewer))
+        .group_by(Prediction.product_id)
+        .subquery()
+    )
+    group = select(newest.c.product_id, Prediction.group_id).join(Prediction, Prediction.id == newest.c.id).subquery()
+    mean = func.avg(Prediction.confidence)
+    confirmed = exists().where(LabelEvent.product_id == Product.id, LabelEvent.source.in_(CONFIRMED_SOURCES))
+    query = (
+        select(Product, mean, func.min(Prediction.confidence))
+        .join(group, group.c.product_id == Product.id)
+        .join(Prediction, Prediction.group_id == group.c.group_id)
+        .where(~confirmed)
+        .group_by(Product.id)
+        .order_by(mean, Product.id)
+        .limit(max(0, int(limit)))
+    )
+    return [
+        QueueItem(product=p, mean_confidence=float(m), min_confidence=float(lo)) for p, m, lo in session.execute(query)
+    ]

@@ -1,0 +1,98 @@
+"""Read-side summaries: labelled examples for training and export, and label counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
+
+from .labels import latest_values, restrict
+from .media import MediaStore
+from .models import LabelEvent, Product, User
+from .products import image_path, visible_to
+
+
+def labeled_examples(
+    session: Session,
+    viewer: User,
+    taxonomy: Taxonomy,
+    media: MediaStore | None = None,
+    *,
+    require_image: bool = False,
+) -> list[LabeledExample]:
+    """Every product the viewer may see with its current labels, by product id.
+
+    The id is the imported id when there is one, else the database id. ``image_path`` is the
+    file in ``media`` (None for label-only products, which ``require_image`` leaves out).
+    Values are canonical; ``NOT_APPLICABLE`` is kept as such (competition files write it empty).
+    """
+    if require_image and media is None:
+        raise ValueError("require_image needs the media store that holds the images")
+    where = visible_to(viewer)
+    if require_image:
+        where = where & Product.image_sha256.is_not(None)
+    latest = latest_values(session, where)
+    examples = []
+    for product in session.scalars(select(Product).where(where).order_by(Product.id)):
+        values = latest.get(product.id, (product.category, {}))[1]
+        examples.append(
+            LabeledExample(
+                id=product.display_id,
+                category=product.category,
+                labels=restrict(taxonomy, product.category, values),
+                image_path=image_path(media, product) if media is not None else None,
+            )
+        )
+    return examples
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """Products with a current value (not missing, not 'not applicable')."""
+
+    per_category: dict[str, int] = field(default_factory=dict)
+    per_attribute: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def label_counts(session: Session, viewer: User, taxonomy: Taxonomy) -> LabelCounts:
+    """How many of the viewer's products are labelled, per category and per (category, attribute)."""
+    latest = (
+        select(func.max(LabelEvent.id).label("id"))
+        .join(Product, Product.id == LabelEvent.product_id)
+        .where(visible_to(viewer))
+        .group_by(LabelEvent.product_id, LabelEvent.attribute)
+        .subquery()
+    )
+    labelled = (
+        select(LabelEvent.product_id, LabelEvent.attribute, Product.category)
+        .join(latest, LabelEvent.id == latest.c.id)
+        .join(Product, Product.id == LabelEvent.product_id)
+        .where(LabelEvent.value.is_not(None), LabelEvent.value != NOT_APPLICABLE)
+        .subquery()
+    )
+    # Only the attributes of each product's current category count.
+    in_category = or_(
+        *(
+            and_(labelled.c.category == cat.name, labelled.c.attribute.in_(cat.attribute_names))
+            for cat in taxonomy.categories
+        )
+    )
+    per_attribute = {
+        (cat, attr): n
+        for cat, attr, n in session.execute(
+            select(labelled.c.category, labelled.c.attribute, func.count())
+            .where(in_category)
+            .group_by(labelled.c.category, labelled.c.attribute)
+        )
+    }
+    per_category = dict(
+        session.execute(
+            select(labelled.c.category, func.count(func.distinct(labelled.c.product_id)))
+            .where(in_category)
+            .group_by(labelled.c.category)
+        ).all()
+    )
+    return LabelCounts(per_category=per_category, per_attribute=per_attribute)

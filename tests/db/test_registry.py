@@ -1,0 +1,94 @@
+"""Model versions: exactly one active, rollback to the previous one. Training runs: lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import db
+from db.models_registry import file_sha256
+
+
+def _register(session: Session, tmp_path: Path, version_id: str, parent: str | None = None) -> db.ModelVersion:
+    path = tmp_path / f"{version_id}.pt"
+    path.write_bytes(version_id.encode())
+    return db.register_version(
+        session, version_id=version_id, path=path, taxonomy_fingerprint="abc", kind="heads",
+        metrics={"score": 0.5}, parent_id=parent,
+    )
+
+
+def _actives(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(db.ModelVersion).where(db.ModelVersion.status == "active"))
+
+
+def test_activation_keeps_exactly_one_active(session: Session, tmp_path: Path) -> None:
+    v1 = _register(session, tmp_path, "v1")
+    assert v1.status == "candidate" and v1.checksum == file_sha256(tmp_path / "v1.pt")
+    assert db.active_version(session) is None
+    _register(session, tmp_path, "v2", parent="v1")
+    _register(session, tmp_path, "v3", parent="v2")
+    for vid in ("v1", "v2", "v3"):
+        db.activate_version(session, vid)
+        assert db.active_version(session).id == vid and _actives(session) == 1
+    assert {v.id: v.status for v in db.list_versions(session)} == {"v1": "retired", "v2": "retired", "v3": "active"}
+
+    assert db.rollback_version(session).id == "v2"
+    assert _actives(session) == 1 and db.get_version(session, "v3").status == "retired"
+    assert db.rollback_version(session).id == "v3"  # the version active before v2 came back was v3
+
+
+def test_registry_refuses_bad_input(session: Session, tmp_path: Path) -> None:
+    _register(session, tmp_path, "v1")
+    with pytest.raises(db.RegistryError, match="already exists"):
+        _register(session, tmp_path, "v1")
+    with pytest.raises(db.RegistryError, match="parent"):
+        _register(session, tmp_path, "v2", parent="nope")
+    with pytest.raises(db.RegistryError, match="not found"):
+        db.register_version(
+            session, version_id="v9", path=tmp_path / "missing.pt", taxonomy_fingerprint="a", kind="heads"
+        )
+    with pytest.raises(db.RegistryError, match="kind"):
+        db.register_version(session, version_id="v9", path="x", checksum="0" * 64, taxonomy_fingerprint="a", kind="big")
+    with pytest.raises(db.RegistryError, match="not found"):
+        db.activate_version(session, "nope")
+    with pytest.raises(db.RegistryError, match="no earlier"):
+        db.rollback_version(session)
+
+
+def test_training_run_lifecycle(session: Session, admin: db.User, tmp_path: Path) -> None:
+    run = db.create_run(session, kind="heads", params={"epochs": 3}, created_by=admin)
+    assert (run.status, run.progress, run.created_by) == ("queued", 0.0, admin.id)
+    with pytest.raises(db.RunInProgressError):
+        db.create_run(session, kind="full")
+    db.start_run(session, run.id)
+    db.update_run(session, run.id, progress=0.5, message="epoch 2/3")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        db.update_run(session, run.id, progress=1.5)
+    assert db.running_run(session).message == "epoch 2/3"
+    _register(session, tmp_path, "v1")
+    db.finish_run(session, run.id, status="succeeded", result_version_id="v1")
+    done = db.get_run(session, run.id)
+    assert (done.status, done.progress, done.result_version_id) == ("succeeded", 1.0, "v1")
+    assert done.started_at <= done.finished_at
+    assert db.running_run(session) is None
+    with pytest.raises(db.RegistryError, match="already finished"):
+        db.finish_run(session, run.id, status="failed")
+    with pytest.raises(db.RegistryError, match="finishes as one of"):
+        db.finish_run(session, db.create_run(session, kind="full").id, status="running")
+
+
+def test_interrupted_runs_are_marked_on_start(session_factory, admin: db.User) -> None:
+    with session_factory.begin() as s:
+        running = db.create_run(s, kind="heads", created_by=admin)
+        db.start_run(s, running.id)
+    with session_factory.begin() as s:  # the app restarts: whatever was in progress did not survive
+        assert db.mark_interrupted_runs(s) == 1
+    with session_factory() as s:
+        run = db.get_run(s, running.id)
+        assert run.status == "interrupted" and run.finished_at is not None and "interrupted" in run.message
+        assert db.mark_interrupted_runs(s) == 0
+        assert [r.id for r in db.list_runs(s)] == [running.id]

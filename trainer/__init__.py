@@ -1,0 +1,38 @@
+"""Training and prediction: an SE-ResNet with one head per (category, attribute) of the taxonomy.
+
+This package imports ``taxonomy`` only. Importing it picks no device, downloads nothing and
+loads no model; that happens in the functions below.
+"""
+
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    TaxonomyMismatchError,
+    atomic_save,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .data import DataError, ImageSet, load_images, read_dataset, split_held_out
+from .embeddings import EmbeddingCache, embed_examples, image_sha256
+from .evaluation import majority_baseline
+from .losses import TaxonomyLoss, class_weights, focal_loss, sample_weights
+from .model import Backbone, SEBlock, TaxonomyNet, build_model
+from .pipeline import train_full
+from .predictor import Predictor
+from .preprocess import Preprocess, augment, open_image, prepare_image, to_model_input
+from .retrain import evaluate_checkpoint, retrain_heads
+from .train import FitResult, TrainResult, evaluate, fit, train_one_epoch
+from .weights import PretrainedWeightsUnavailable, load_trunk_weights
+
+__all__ = [
+    "Backbone", "Checkpoint", "CheckpointError", "DataError", "EmbeddingCache", "FitResult", "ImageSet",
+    "ModelConfig", "Predictor", "Preprocess", "PretrainedWeightsUnavailable", "SEBlock", "TaxonomyLoss",
+    "TaxonomyMismatchError", "TaxonomyNet", "TrainConfig", "TrainResult", "atomic_save", "augment",
+    "build_model", "class_weights", "default_model_config", "default_train_config", "embed_examples",
+    "evaluate", "evaluate_checkpoint", "file_sha256", "fit", "focal_loss", "image_sha256", "load_checkpoint",
+    "load_images", "load_trunk_weights", "majority_baseline", "open_image", "prepare_image", "read_dataset",
+    "retrain_heads", "sample_weights", "save_checkpoint", "split_held_out", "to_model_input", "train_full",
+    "train_one_epoch",
+]

@@ -1,0 +1,118 @@
+"""What a model is and what a training run does: two frozen dataclasses and their defaults.
+
+The defaults are chosen per device. With a GPU the model is the issue's SE-ResNet50 at 224 px;
+on a CPU it is an SE-ResNet18 at 128 px, because on the 2-core machines this project runs on a
+ResNet50 epoch over 1,800 photos takes about ten times longer, and from random initialisation
+(no ImageNet weights can be downloaded there) the smaller network scores higher within the same
+15 minutes (see ``bench/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Arch = Literal["resnet18", "resnet34", "resnet50"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build ``cls`` from a dict, ignoring unknown keys and turning lists back into tuples."""
+    known = {f.name for f in fields(cls)}
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    return cls(**clean)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: Arch = "resnet50"
+    # "imagenet" (torchvision's weights API and cache), "none" (random initialisation) or the
+    # path of a local state-dict file for the ResNet trunk.
+    weights: str = "imagenet"
+    image_size: int = 224
+    se_reduction: int = 16
+    dropout: float = 0.3
+    head_hidden: int = 256
+    complex_hidden: tuple[int, ...] = (512, 256)
+    # An attribute with more values than this gets the deeper head; so does any attribute
+    # named in ``complex_attributes`` (as "attribute" or "Category/attribute").
+    complex_threshold: int = 16
+    complex_attributes: tuple[str, ...] = ()
+    # Frozen when the trunk starts from pretrained weights (the competition solution's recipe);
+    # from random initialisation every layer trains.
+    frozen_when_pretrained: tuple[str, ...] = ("conv1", "bn1", "layer1", "layer2")
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("resnet18", "resnet34", "resnet50"):
+            raise ValueError(f"arch must be resnet18, resnet34 or resnet50, got {self.arch!r}")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32 pixels, got {self.image_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # full training
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 2.0
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    warmup_fraction: float = 0.15
+    patience: int = 8  # epochs without a better validation metric before stopping
+    val_fraction: float = 0.15
+    augment: bool = True
+    tta_flip: bool = True  # average with the mirrored photo when evaluating
+    precision: Precision = "auto"
+    # loss and balancing
+    focal_gamma: float = 2.0
+    class_weight_smoothing: float = 1.0  # added to every count before inverting
+    class_weight_power: float = 0.5  # 1 is plain inverse frequency, 0 no weighting
+    balanced_sampling: bool = True
+    sampler_power: float = 0.5
+    category_loss_weight: float = 0.5
+    # heads-only retraining on cached embeddings
+    heads_epochs: int = 40
+    heads_batch_size: int = 256
+    heads_lr: float = 2e-3
+    heads_patience: int = 10
+    embed_batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.heads_epochs < 1:
+            raise ValueError("epochs and heads_epochs must be at least 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.batch_size < 1 or self.heads_batch_size < 1:
+            raise ValueError("batch sizes must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)
+
+
+def default_model_config(device: str, *, weights: str = "imagenet") -> ModelConfig:
+    """SE-ResNet50 at 224 px where a GPU trains it; SE-ResNet18 at 128 px on a CPU."""
+    if device.startswith("cuda"):
+        return ModelConfig(arch="resnet50", image_size=224, weights=weights)
+    return ModelConfig(arch="resnet18", image_size=128, weights=weights)
+
+
+def default_train_config(device: str) -> TrainConfig:
+    if device.startswith("cuda"):
+        return TrainConfig(epochs=30, batch_size=64)
+    return TrainConfig()

@@ -1,0 +1,85 @@
+"""Heads built from the taxonomy: one per (category, attribute), routed by category, plus one
+that predicts the category itself so the app can prefill it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from taxonomy import Taxonomy
+
+from .config import ModelConfig
+
+
+def _groups(channels: int) -> int:
+    """GroupNorm groups: 32 as in the GroupNorm paper where the width allows it."""
+    for g in (32, 16, 8, 4, 2):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+def make_head(in_features: int, hidden: tuple[int, ...], n_out: int, dropout: float) -> nn.Sequential:
+    """Linear-GroupNorm-ReLU-Dropout per hidden width, then the classifier."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.GroupNorm(_groups(h), h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def is_complex(config: ModelConfig, category: str, attribute: str, n_values: int) -> bool:
+    named = attribute in config.complex_attributes or f"{category}/{attribute}" in config.complex_attributes
+    return named or n_values > config.complex_threshold
+
+
+@dataclass
+class HeadLogits:
+    head: int  # index into HeadBank.attribute_heads
+    category: int
+    position: int  # the attribute's position within its category (the target column)
+    rows: torch.Tensor  # (n,) rows of the batch routed to this category
+    logits: torch.Tensor  # (n, V)
+
+
+@dataclass
+class HeadOutputs:
+    category_logits: torch.Tensor  # (B, K)
+    routing: torch.Tensor  # (B,) the category each row was routed by
+    attributes: list[HeadLogits]
+
+
+class HeadBank(nn.Module):
+    def __init__(self, taxonomy: Taxonomy, *, in_features: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.dropout = nn.Dropout(config.dropout)
+        simple = (config.head_hidden,)
+        self.category_head = make_head(in_features, simple, len(taxonomy.categories), config.dropout)
+        heads: list[nn.Module] = []
+        self.head_index: list[list[int]] = []  # category -> attribute position -> head
+        for cat in taxonomy.categories:
+            row = []
+            for attr in cat.attributes:
+                hidden = config.complex_hidden if is_complex(config, cat.name, attr.name, len(attr.values)) else simple
+                row.append(len(heads))
+                heads.append(make_head(in_features, hidden, len(attr.values), config.dropout))
+            self.head_index.append(row)
+        self.attribute_heads = nn.ModuleList(heads)
+
+    def forward(self, features: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
+        """Pooled features (B, C); ``categories`` (B,) routes each row, else the predicted category."""
+        x = self.dropout(features)  # (B, C)
+        category_logits = self.category_head(x)  # (B, K)
+        routing = categories if categories is not None else category_logits.argmax(dim=1)  # (B,)
+        outputs = []
+        for c in torch.unique(routing).tolist():
+            rows = torch.nonzero(routing == c).squeeze(1)  # (n,)
+            xc = x.index_select(0, rows)  # (n, C)
+            for position, h in enumerate(self.head_index[c]):
+                outputs.append(HeadLogits(h, c, position, rows, self.attribute_heads[h](xc)))  # (n, V)
+        return HeadOutputs(category_logits, routing, outputs)

@@ -1,0 +1,107 @@
+"""The network: a ResNet trunk with a Squeeze-and-Excitation block, pooled, then the heads."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import torch
+from torch import nn
+from torchvision import models
+
+from taxonomy import Taxonomy
+
+from .config import ModelConfig
+from .heads import HeadBank, HeadOutputs
+from .weights import Fetch, load_trunk_weights
+
+logger = logging.getLogger(__name__)
+
+_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+
+
+class SEBlock(nn.Module):
+    """Channel attention: squeeze by global pooling, excite through a bottleneck, rescale."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))  # (B, C, 1, 1)
+        return x * s  # (B, C, H, W)
+
+
+class Backbone(nn.Module):
+    """ResNet trunk, SE block on its last feature map, global average pooling."""
+
+    def __init__(self, arch: str, se_reduction: int = 16) -> None:
+        super().__init__()
+        net = getattr(models, arch)(weights=None)
+        self.trunk = nn.Sequential(
+            *[m for name, m in net.named_children() if name not in ("avgpool", "fc")]
+        )
+        self._trunk_names = [name for name, _ in net.named_children() if name not in ("avgpool", "fc")]
+        self.out_features = _FEATURES[arch]
+        self.se = SEBlock(self.out_features, se_reduction)
+
+    def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a torchvision ResNet state dict (its ``fc`` is dropped) into the trunk."""
+        index = {name: str(i) for i, name in enumerate(self._trunk_names)}
+        mapped = {}
+        for key, value in state.items():
+            head, _, rest = key.partition(".")
+            if head in index:
+                mapped[f"{index[head]}.{rest}"] = value
+        missing, unexpected = self.trunk.load_state_dict(mapped, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"weights do not fit the trunk: {len(missing)} missing keys (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+
+    def freeze(self, names: tuple[str, ...]) -> None:
+        for name, module in zip(self._trunk_names, self.trunk):
+            if name in names:
+                module.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.trunk(x)  # (B, C, H/32, W/32)
+        f = self.se(f)  # (B, C, H/32, W/32)
+        return f.mean(dim=(2, 3))  # (B, C)
+
+    def fingerprint(self) -> str:
+        """A hash of the weights: the embedding cache is keyed by it."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+class TaxonomyNet(nn.Module):
+    def __init__(self, config: ModelConfig, taxonomy: Taxonomy) -> None:
+        super().__init__()
+        self.config = config
+        self.taxonomy = taxonomy
+        self.backbone = Backbone(config.arch, config.se_reduction)
+        self.heads = HeadBank(taxonomy, in_features=self.backbone.out_features, config=config)
+
+    def forward(self, x: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
+        """Images (B, 3, S, S) and known category indices (B,) or None to use the predicted ones."""
+        return self.heads(self.backbone(x), categories)
+
+
+def build_model(
+    config: ModelConfig, taxonomy: Taxonomy, *, fetch: Fetch | None = None
+) -> tuple[TaxonomyNet, str]:
+    """A fresh model and where its trunk weights came from ("imagenet", a path, or "random")."""
+    model = TaxonomyNet(config, taxonomy)
+    state, source = load_trunk_weights(config.arch, config.weights, fetch=fetch)
+    if state is not None:
+        model.backbone.load_trunk(state)
+        model.backbone.freeze(config.frozen_when_pretrained)
+    logger.info("built %s (trunk weights: %s) with %d heads", config.arch, source, len(model.heads.attribute_heads))
+    return model, source

@@ -1,0 +1,139 @@
+"""Suggestions for photos: the app's entry point to a trained checkpoint."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from taxonomy import AttributePrediction, ProductPrediction
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .evaluation import average, to_probabilities
+from .heads import HeadOutputs
+from .preprocess import open_image, prepare_image, to_model_input
+from .runtime import resolve_device
+
+ImageInput = Image.Image | str | os.PathLike | bytes
+
+
+class Predictor:
+    """Loaded once, then ``predict`` may be called from several threads at once.
+
+    Decoding runs in the calling thread; the forward pass is serialised by a lock (on a CPU the
+    network already uses every core, and a module is not documented as safe to share).
+    """
+
+    def __init__(self, checkpoint: Checkpoint, *, device: str | torch.device | None = None,
+                 batch_size: int = 32, tta_flip: bool = False) -> None:
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.model = checkpoint.build_model(self.device)
+        self.batch_size = batch_size
+        self.tta_flip = tta_flip
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, checkpoint_path: str | os.PathLike, *, device: str | torch.device | None = None,
+             expected_sha256: str | None = None, **kwargs: Any) -> Predictor:
+        return cls(load_checkpoint(checkpoint_path, expected_sha256=expected_sha256), device=device, **kwargs)
+
+    @property
+    def version_id(self) -> str:
+        return self.checkpoint.version_id
+
+    @property
+    def taxonomy(self):
+        return self.checkpoint.taxonomy
+
+    @property
+    def taxonomy_fingerprint(self) -> str:
+        return self.checkpoint.taxonomy.fingerprint
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.checkpoint.metrics
+
+    def predict(
+        self,
+        images: Sequence[ImageInput],
+        categories: Sequence[str | None] | None = None,
+        top_k: int = 3,
+        *,
+        ids: Sequence[str] | None = None,
+    ) -> list[ProductPrediction]:
+        """One prediction per image. A known category (by name) routes its image to that
+        category's heads and is reported with probability 1; otherwise the model's category is used.
+        Raises ``taxonomy.UnknownCategoryError`` for a category the checkpoint does not know and
+        ``taxonomy.ImageError`` for a photo that cannot be decoded."""
+        if categories is not None and len(categories) != len(images):
+            raise ValueError(f"{len(images)} images but {len(categories)} categories")
+        if ids is not None and len(ids) != len(images):
+            raise ValueError(f"{len(images)} images but {len(ids)} ids")
+        taxonomy = self.taxonomy
+        known = [
+            -1 if c is None else taxonomy.category_names.index(taxonomy.category(c).name)
+            for c in (categories or [None] * len(images))
+        ]
+        names = list(ids) if ids is not None else [_default_id(img, i) for i, img in enumerate(images)]
+        out: list[ProductPrediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            pre = self.checkpoint.preprocess
+            raw = torch.stack([prepare_image(open_image(img), pre) for img in chunk])  # (b, 3, S, S)
+            given = torch.tensor(known[start : start + len(chunk)], dtype=torch.int64)  # (b,)
+            with self._lock:
+                probs = self._forward(raw, given)
+            out += self._to_predictions(probs, given, names[start : start + len(chunk)], top_k)
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, raw: torch.Tensor, given: torch.Tensor) -> HeadOutputs:
+        x = to_model_input(raw.to(self.device), self.checkpoint.preprocess)  # (b, 3, S, S)
+        features = self.model.backbone(x)  # (b, C)
+        if self.tta_flip:
+            features = torch.stack([features, self.model.backbone(x.flip(3))])  # (2, b, C)
+        else:
+            features = features.unsqueeze(0)  # (1, b, C)
+        cat_probs = sum(self.model.heads.category_head(f).softmax(dim=1) for f in features) / len(features)  # (b, K)
+        given = given.to(self.device)
+        routing = torch.where(given >= 0, given, cat_probs.argmax(dim=1))  # (b,)
+        probs = to_probabilities(self.model.heads(features[0], routing))
+        for f in features[1:]:
+            probs = average(probs, to_probabilities(self.model.heads(f, routing)))
+        probs.category_logits = cat_probs
+        return probs
+
+    def _to_predictions(self, probs: HeadOutputs, given: torch.Tensor, names: list[str], top_k: int
+                        ) -> list[ProductPrediction]:
+        taxonomy = self.taxonomy
+        attributes: list[dict[str, AttributePrediction]] = [{} for _ in names]
+        for h in probs.attributes:
+            attr = taxonomy.categories[h.category].attributes[h.position]
+            k = max(1, min(top_k, len(attr.values)))
+            p, idx = h.logits.float().cpu().topk(k, dim=1)  # (n, k)
+            for r, prow, irow in zip(h.rows.tolist(), p.tolist(), idx.tolist()):
+                alts = tuple((attr.values[i], float(q)) for i, q in zip(irow, prow))
+                attributes[r][attr.name] = AttributePrediction(alts[0][0], alts[0][1], alts)
+        routing = probs.routing.cpu().tolist()
+        cat_probs = probs.category_logits.float().cpu()
+        return [
+            ProductPrediction(
+                id=name,
+                category=taxonomy.categories[c].name,
+                category_probability=1.0 if int(given[i]) >= 0 else float(cat_probs[i, c]),
+                attributes=attributes[i],
+            )
+            for i, (name, c) in enumerate(zip(names, routing))
+        ]
+
+
+def _default_id(image: ImageInput, index: int) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image).stem
+    return f"image-{index}"

@@ -1,0 +1,121 @@
+"""The one preprocessing of photos, shared by training, evaluation, the cache and the app.
+
+A photo is decoded upright in RGB (``taxonomy.images``), padded to a square with white (catalogue
+photos stand on white, and stretching would change a garment's shape), resized and kept as
+uint8. ``to_model_input`` turns a uint8 batch into the normalised float input; ``augment`` is
+its training twin, run batched on the training device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from taxonomy.images import load_rgb, to_rgb
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    image_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pad_to_square: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        return cls(
+            image_size=int(data["image_size"]),
+            mean=tuple(data.get("mean", IMAGENET_MEAN)),
+            std=tuple(data.get("std", IMAGENET_STD)),
+            pad_to_square=bool(data.get("pad_to_square", True)),
+        )
+
+
+def open_image(source: Image.Image | str | os.PathLike | bytes) -> Image.Image:
+    """A PIL image, a path or bytes as an upright RGB image (EXIF applied, any mode converted)."""
+    if isinstance(source, Image.Image):
+        from PIL import ImageOps
+
+        return to_rgb(ImageOps.exif_transpose(source))
+    return load_rgb(source)
+
+
+def prepare_image(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:
+    """An RGB image as a uint8 tensor of the model's size."""
+    size = preprocess.image_size
+    if preprocess.pad_to_square and image.width != image.height:
+        side = max(image.width, image.height)
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+        image = canvas
+    image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)  # (S*S*3,)
+    return data.view(size, size, 3).permute(2, 0, 1).contiguous()  # (3, S, S)
+
+
+def to_model_input(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> normalised float32 (B, 3, S, S) on the same device."""
+    mean = torch.tensor(preprocess.mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std, device=images.device).view(1, 3, 1, 1)
+    return (images.float() / 255.0 - mean) / std  # (B, 3, S, S)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Changes that keep every label true. No hue jitter: colour is a label."""
+
+    flip: float = 0.5
+    degrees: float = 10.0
+    scale: tuple[float, float] = (0.85, 1.15)  # zoom; above 1 crops into the photo
+    translate: float = 0.08
+    brightness: float = 0.2
+    contrast: float = 0.2
+
+
+def augment(
+    images: torch.Tensor, preprocess: Preprocess, generator: torch.Generator, spec: Augment = Augment()
+) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> augmented, normalised float32 (B, 3, S, S).
+
+    Random numbers come from ``generator`` (on the CPU) so a seeded run repeats exactly.
+    """
+    b = images.shape[0]
+    device = images.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (torch.rand(b, generator=generator) * (high - low) + low).to(device)  # (B,)
+
+    x = images.float() / 255.0  # (B, 3, S, S)
+    angle = uniform(-spec.degrees, spec.degrees) * (math.pi / 180.0)
+    zoom = uniform(*spec.scale)
+    flip = (torch.rand(b, generator=generator) < spec.flip).to(device)
+    sign = torch.where(flip, -1.0, 1.0)  # a mirrored x axis is a horizontal flip
+    tx, ty = uniform(-spec.translate, spec.translate) * 2, uniform(-spec.translate, spec.translate) * 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1
+    )  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, S, S, 2)
+    # Pixels pulled in from outside are white, like the studio background of catalogue photos.
+    x = F.grid_sample(x - 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 1.0
+    bright = uniform(1 - spec.brightness, 1 + spec.brightness).view(b, 1, 1, 1)
+    contrast = uniform(1 - spec.contrast, 1 + spec.contrast).view(b, 1, 1, 1)
+    grey = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    x = ((x - grey) * contrast + grey) * bright
+    x = x.clamp(0.0, 1.0)
+    mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std  # (B, 3, S, S)

@@ -1,0 +1,204 @@
+"""Fast heads-only retraining on cached backbone embeddings, and checkpoint evaluation on them."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from taxonomy import LabeledExample, MetricReport, Taxonomy
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .data import DataError, require_trainable, split_held_out
+from .embeddings import Embedded, embed_examples
+from .evaluation import predict_values, score, to_probabilities
+from .heads import HeadBank
+from .labels import EncodedLabels, encode_labels
+from .model import TaxonomyNet, build_model
+from .runtime import resolve_device, resolve_precision, seed_everything
+from .train import CHECKPOINT_NAME, TrainResult, epoch_order, make_loss
+from .weights import Fetch
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+def _heads_forward(heads: HeadBank, device: torch.device):
+    def forward(vectors: torch.Tensor, cats: torch.Tensor | None):
+        return to_probabilities(heads(vectors.to(device), cats.to(device) if cats is not None else None))
+
+    return forward
+
+
+def heads_report(heads: HeadBank, embedded: Embedded, examples: Sequence[LabeledExample], taxonomy: Taxonomy,
+                 device: torch.device) -> MetricReport:
+    """The metric over ``examples``; those whose photo could not be embedded count as wrong."""
+    heads.eval()
+    labels = encode_labels(embedded.examples, taxonomy)
+    rows = predict_values(_heads_forward(heads, device), embedded.vectors, labels.categories, taxonomy)
+    return score(examples, {e.id: r for e, r in zip(embedded.examples, rows)}, taxonomy)
+
+
+def train_heads(
+    heads: HeadBank,
+    vectors: torch.Tensor,
+    labels: EncodedLabels,
+    *,
+    taxonomy: Taxonomy,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    evaluate: Callable[[HeadBank], float] | None = None,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Train ``heads`` on embeddings (N, C) with the full training's loss, weighting and masking;
+    with ``evaluate``, stop early and keep the heads of the best epoch."""
+    heads.to(device)
+    vectors = vectors.to(device)  # (N, C)
+    loss_fn = make_loss(labels, taxonomy, config).to(device)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.heads_lr, weight_decay=config.weight_decay)
+    steps = config.heads_epochs * -(-len(labels) // config.heads_batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.heads_lr, total_steps=max(steps, 1),
+                                                    pct_start=config.warmup_fraction)
+    cats, targets = labels.categories.to(device), labels.targets.to(device)
+    best, best_state, bad, history = -1.0, None, 0, []
+    for epoch in range(config.heads_epochs):
+        heads.train()
+        order = epoch_order(labels, taxonomy, heads.head_index, config, generator).to(device)  # (N,)
+        total = 0.0
+        for start in range(0, len(order), config.heads_batch_size):
+            idx = order[start : start + config.heads_batch_size]  # (B,)
+            out = heads(vectors.index_select(0, idx), cats.index_select(0, idx))
+            loss = loss_fn(out, cats.index_select(0, idx), targets.index_select(0, idx))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(heads.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+        entry = {"epoch": epoch + 1, "loss": total / max(1, -(-len(order) // config.heads_batch_size))}
+        if evaluate is not None:
+            entry["val_score"] = evaluate(heads)
+            if entry["val_score"] > best:
+                best, best_state, bad = entry["val_score"], copy.deepcopy(heads.state_dict()), 0
+            else:
+                bad += 1
+        history.append(entry)
+        if progress is not None:
+            progress((epoch + 1) / config.heads_epochs, f"heads epoch {epoch + 1}/{config.heads_epochs}")
+        if evaluate is not None and bad >= config.heads_patience:
+            break
+    if best_state is not None:
+        heads.load_state_dict(best_state)
+    return history
+
+
+def retrain_heads(
+    examples: list[LabeledExample],
+    *,
+    taxonomy: Taxonomy,
+    base_checkpoint: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    model_config: ModelConfig | None = None,
+    fetch: Fetch | None = None,
+) -> TrainResult:
+    """Retrain the category and attribute heads for ``taxonomy`` on cached embeddings, keeping the
+    base checkpoint's backbone; writes ``out_dir/model.pt`` (its parent version recorded).
+
+    Without a base checkpoint the backbone is built from ``model_config`` (ImageNet weights when
+    they can be had, else random initialisation with a warning). ``progress`` gets (0..1, message).
+    """
+    t0 = time.perf_counter()
+    report = progress or (lambda f, m: None)
+    require_trainable(examples)
+    dev = resolve_device(device)
+    config = config or default_train_config(dev.type)
+    generator = seed_everything(seed)
+    if base_checkpoint is not None:
+        base = load_checkpoint(base_checkpoint)
+        source_model = base.build_model("cpu")
+        model_config, preprocess, parent = base.model_config, base.preprocess, base.version_id
+        fingerprint, source = base.backbone_fingerprint, base.backbone_source
+    else:
+        model_config = model_config or default_model_config(dev.type)
+        source_model, source = build_model(model_config, taxonomy, fetch=fetch)
+        from .preprocess import Preprocess
+
+        preprocess, parent = Preprocess(model_config.image_size), None
+        fingerprint = source_model.backbone.fingerprint()
+    model = TaxonomyNet(model_config, taxonomy)
+    model.backbone.load_state_dict(source_model.backbone.state_dict())
+    dtype = resolve_precision(config.precision, dev)
+    embedded = embed_examples(
+        model.backbone, examples, preprocess=preprocess, cache_dir=cache_dir, fingerprint=fingerprint,
+        device=dev, dtype=dtype, batch_size=config.embed_batch_size, progress=lambda f, m: report(0.7 * f, m),
+    )
+    if not embedded.examples:
+        raise DataError(f"none of the {len(examples)} photos could be read; see the skipped list in the log")
+    train, held = split_held_out(embedded.examples, config.val_fraction, seed=seed)
+    held_ids = {e.id for e in held}
+    position = {e.id: i for i, e in enumerate(embedded.examples)}
+    train_rows = torch.tensor([position[e.id] for e in train], dtype=torch.int64)
+    held_set = Embedded(held, embedded.vectors.index_select(0, torch.tensor([position[e.id] for e in held],
+                                                                             dtype=torch.int64)))
+    held_truth = [e for e in examples if e.id in held_ids]
+
+    def evaluate_heads(heads: HeadBank) -> float:
+        return heads_report(heads, held_set, held_truth, taxonomy, dev).score
+
+    history = train_heads(
+        model.heads, embedded.vectors.index_select(0, train_rows), encode_labels(train, taxonomy),
+        taxonomy=taxonomy, config=config, device=dev, generator=generator,
+        evaluate=evaluate_heads if held else None, progress=lambda f, m: report(0.7 + 0.28 * f, m),
+    )
+    metrics = heads_report(model.heads, held_set, held_truth, taxonomy, dev).as_dict() if held else {"score": None}
+    metrics.update({"mode": "heads", "train_examples": len(train), "held_out_examples": len(held),
+                    "epochs_run": len(history)})
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    ckpt = save_checkpoint(
+        ckpt_path, model.cpu(), preprocess=preprocess, train_config=config.to_dict(), metrics=metrics,
+        parent_version=parent, backbone_fingerprint=fingerprint, backbone_source=source,
+    )
+    from .checkpoint import file_sha256
+
+    report(1.0, f"heads retrained: held-out score {metrics['score'] if metrics['score'] is not None else 'n/a'}")
+    logger.info("heads-only retrain %s in %.1fs (%d embeddings computed)", ckpt.version_id,
+                time.perf_counter() - t0, embedded.computed)
+    return TrainResult(
+        checkpoint_path=ckpt_path, version_id=ckpt.version_id, metrics=metrics, held_out_ids=tuple(sorted(held_ids)),
+        sha256=file_sha256(ckpt_path), embeddings_computed=embedded.computed, skipped=tuple(embedded.skipped),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    examples: Sequence[LabeledExample],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    expected_sha256: str | None = None,
+) -> MetricReport:
+    """The competition metric of a checkpoint on ``examples`` (categories known, no mirroring);
+    a photo that cannot be read counts as wrong, so two checkpoints compare on the same rows."""
+    ckpt = load_checkpoint(checkpoint_path, expected_sha256=expected_sha256)
+    dev = resolve_device(device)
+    model = ckpt.build_model(dev)
+    embedded = embed_examples(
+        model.backbone, examples, preprocess=ckpt.preprocess, cache_dir=cache_dir,
+        fingerprint=ckpt.backbone_fingerprint, device=dev,
+    )
+    return heads_report(model.heads, embedded, examples, ckpt.taxonomy, dev)

@@ -1,0 +1,277 @@
+"""Full training: one epoch, evaluation, and ``fit`` with early stopping, best checkpoint and resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from taxonomy import LabeledExample, MetricReport, Taxonomy
+
+from .checkpoint import Checkpoint, atomic_save, save_checkpoint
+from .config import TrainConfig
+from .data import ImageSet
+from .evaluation import average, predict_values, score, to_probabilities
+from .heads import HeadOutputs
+from .labels import EncodedLabels, encode_labels, head_counts
+from .losses import TaxonomyLoss, class_weights, sample_weights
+from .model import TaxonomyNet
+from .preprocess import Preprocess, augment, to_model_input
+from .runtime import autocast, resolve_precision
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+CHECKPOINT_NAME = "model.pt"
+STATE_NAME = "last.pt"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    checkpoint: Checkpoint
+    checkpoint_path: Path
+    best_epoch: int
+    report: MetricReport
+    history: list[dict[str, Any]]
+
+
+def make_loss(labels: EncodedLabels, taxonomy: Taxonomy, config: TrainConfig) -> TaxonomyLoss:
+    weights = [
+        class_weights(c, smoothing=config.class_weight_smoothing, power=config.class_weight_power)
+        for c in head_counts(labels, taxonomy)
+    ]
+    return TaxonomyLoss(weights, gamma=config.focal_gamma, category_weight=config.category_loss_weight)
+
+
+def epoch_order(labels: EncodedLabels, taxonomy: Taxonomy, head_index: list[list[int]], config: TrainConfig,
+                generator: torch.Generator) -> torch.Tensor:
+    """The rows of one epoch: drawn by a balanced sampler (with replacement), or a permutation."""
+    n = len(labels)
+    if not config.balanced_sampling:
+        return torch.randperm(n, generator=generator)  # (N,)
+    w = sample_weights(labels, head_counts(labels, taxonomy), head_index, power=config.sampler_power)  # (N,)
+    return torch.multinomial(w, n, replacement=True, generator=generator)  # (N,)
+
+
+def train_one_epoch(
+    model: TaxonomyNet,
+    loss_fn: TaxonomyLoss,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    images: torch.Tensor,
+    labels: EncodedLabels,
+    order: torch.Tensor,
+    *,
+    preprocess: Preprocess,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    generator: torch.Generator,
+    batch_size: int,
+    grad_clip: float,
+    use_augment: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
+    desc: str = "train",
+) -> float:
+    """One pass over ``order``; returns the mean loss."""
+    model.train()
+    total, steps = 0.0, 0
+    batches = range(0, len(order), batch_size)
+    for start in tqdm(batches, desc=desc, leave=False, disable=None):
+        idx = order[start : start + batch_size]  # (B,)
+        if idx.numel() < 2:  # GroupNorm is fine with one row, but a lone row makes a noisy step
+            continue
+        raw = images.index_select(0, idx).to(device, non_blocking=True)  # (B, 3, S, S) uint8
+        x = augment(raw, preprocess, generator) if use_augment else to_model_input(raw, preprocess)  # (B, 3, S, S)
+        cats = labels.categories.index_select(0, idx).to(device)  # (B,)
+        targets = labels.targets.index_select(0, idx).to(device)  # (B, A)
+        with autocast(device, dtype):
+            out = model(x, cats)
+        loss = loss_fn(out, cats, targets)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += float(loss.detach())
+        steps += 1
+    return total / max(steps, 1)
+
+
+def image_forward(
+    model: TaxonomyNet, preprocess: Preprocess, device: torch.device, dtype: torch.dtype | None, tta_flip: bool
+) -> Callable[[torch.Tensor, torch.Tensor | None], HeadOutputs]:
+    """uint8 batches -> probabilities, optionally averaged with the mirrored photo."""
+
+    def forward(raw: torch.Tensor, cats: torch.Tensor | None) -> HeadOutputs:
+        x = to_model_input(raw.to(device), preprocess)  # (B, 3, S, S)
+        c = cats.to(device) if cats is not None else None
+        with autocast(device, dtype):
+            probs = to_probabilities(model(x, c))
+            if tta_flip:
+                # Route the mirror image the same way, so the two outputs line up head by head.
+                probs = average(probs, to_probabilities(model(x.flip(3), probs.routing)))
+        return probs
+
+    return forward
+
+
+@torch.inference_mode()
+def evaluate(
+    model: TaxonomyNet,
+    images: torch.Tensor,
+    examples: list[LabeledExample],
+    *,
+    preprocess: Preprocess,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 128,
+    tta_flip: bool = True,
+) -> MetricReport:
+    """The competition metric of ``model`` on ``examples`` (their photos in ``images``)."""
+    model.eval()
+    labels = encode_labels(examples, model.taxonomy)
+    forward = image_forward(model, preprocess, device, dtype, tta_flip)
+    rows = predict_values(forward, images, labels.categories, model.taxonomy, batch_size=batch_size)
+    return score(examples, {e.id: r for e, r in zip(examples, rows)}, model.taxonomy)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, lr: float, steps: int):
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=max(steps, 1), pct_start=config.warmup_fraction
+        )
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    return None
+
+
+def fit(
+    model: TaxonomyNet,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    *,
+    preprocess: Preprocess,
+    config: TrainConfig,
+    device: torch.device,
+    out_dir: Path,
+    generator: torch.Generator,
+    backbone_source: str = "random",
+    resume: bool = False,
+    progress: Progress | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train with early stopping on the validation metric; the best model is ``out_dir/model.pt``,
+    the state to resume from ``out_dir/last.pt``, the resolved config ``out_dir/config.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    taxonomy = model.taxonomy
+    model.to(device)
+    dtype = resolve_precision(config.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    labels = encode_labels(train_set.examples, taxonomy)
+    loss_fn = make_loss(labels, taxonomy, config).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
+    scheduler = _scheduler(optimizer, config, config.lr, config.epochs * steps_per_epoch)
+    resolved = {
+        "train": config.to_dict(), "model": model.config.to_dict(), "preprocess": preprocess.to_dict(),
+        "device": str(device), "autocast": str(dtype) if dtype else "fp32", "backbone_source": backbone_source,
+        "taxonomy_fingerprint": taxonomy.fingerprint, "train_examples": len(train_set.examples),
+        "val_examples": len(val_set.examples), **(extra_config or {}),
+    }
+    (out_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n", "utf-8")
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("trainer").addHandler(handler)
+    logging.getLogger("trainer").setLevel(logging.INFO)
+
+    history: list[dict[str, Any]] = []
+    best_score, best_epoch, bad_epochs, start_epoch = -1.0, -1, 0, 0
+    best_ckpt: Checkpoint | None = None
+    state_path, ckpt_path = out_dir / STATE_NAME, out_dir / CHECKPOINT_NAME
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        best_score, best_epoch, bad_epochs = state["best_score"], state["best_epoch"], state["bad_epochs"]
+        logger.info("resumed from %s at epoch %d (best %.4f)", state_path, start_epoch, best_score)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if bad_epochs >= config.patience:
+                break
+            t0 = time.perf_counter()
+            order = epoch_order(labels, taxonomy, model.heads.head_index, config, generator)
+            loss = train_one_epoch(
+                model, loss_fn, optimizer, scheduler, train_set.images, labels, order,
+                preprocess=preprocess, device=device, dtype=dtype, generator=generator,
+                batch_size=config.batch_size, grad_clip=config.grad_clip, use_augment=config.augment,
+                scaler=scaler, desc=f"epoch {epoch + 1}/{config.epochs}",
+            )
+            report = evaluate(model, val_set.images, val_set.examples, preprocess=preprocess, device=device,
+                              dtype=dtype, tta_flip=config.tta_flip) if val_set.examples else None
+            val_score = report.score if report else -loss
+            history.append({"epoch": epoch + 1, "loss": loss, "val_score": val_score,
+                            "seconds": time.perf_counter() - t0})
+            logger.info("epoch %d/%d loss %.4f val %.4f (%.1fs)", epoch + 1, config.epochs, loss, val_score,
+                        history[-1]["seconds"])
+            if val_score > best_score:
+                best_score, best_epoch, bad_epochs = val_score, epoch + 1, 0
+                metrics = {**(report.as_dict() if report else {}), "epoch": epoch + 1, "loss": loss}
+                best_ckpt = save_checkpoint(ckpt_path, model, preprocess=preprocess, train_config=config.to_dict(),
+                                            metrics=metrics, backbone_source=backbone_source)
+            else:
+                bad_epochs += 1
+            atomic_save({
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "rng": torch.get_rng_state(), "generator": generator.get_state(), "history": history,
+                "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+            }, state_path)
+            if progress is not None:
+                progress((epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}: validation {val_score:.3f}")
+    finally:
+        logging.getLogger("trainer").removeHandler(handler)
+        handler.close()
+    from .checkpoint import load_checkpoint
+
+    best_ckpt = best_ckpt or load_checkpoint(ckpt_path)
+    model.load_state_dict(best_ckpt.state_dict)
+    report = evaluate(model, val_set.images, val_set.examples, preprocess=preprocess, device=device, dtype=dtype,
+                      tta_flip=config.tta_flip) if val_set.examples else MetricReport(score=0.0)
+    return FitResult(best_ckpt, ckpt_path, best_epoch, report, history)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced, for the app to record and compare."""
+
+    checkpoint_path: Path
+    version_id: str
+    metrics: dict[str, Any]  # MetricReport.as_dict() on the held-out examples
+    held_out_ids: tuple[str, ...]
+    sha256: str = ""
+    embeddings_computed: int = 0  # heads-only: photos run through the backbone (not cached)
+    skipped: tuple[tuple[str, str], ...] = ()  # (id, reason) of photos that could not be read
+    seconds: float = 0.0

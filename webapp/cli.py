@@ -1,0 +1,148 @@
+"""``python app.py [serve|create-user|import|export-labels|export-predictions]``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+import db
+from taxonomy import FormatError, TaxonomyError
+
+from . import settings as settings_mod
+from .auth import ensure_initial_admin, load_users_file, make_authenticator
+from .context import AppContext, open_context
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Visual Taxonomy: the labeling app and its tools.")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="start the web app (the default)")
+    settings_mod.add_arguments(serve)
+    settings_mod.add_server_arguments(serve)
+    serve.add_argument(
+        "--no-auth", action="store_true", help="no login: everyone is the admin (refused unless listening on loopback)"
+    )
+    user = sub.add_parser("create-user", help="create a user, or set the password of an existing one")
+    settings_mod.add_arguments(user)
+    user.add_argument("name")
+    user.add_argument("--role", choices=["seller", "admin"], default="seller")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    imp = sub.add_parser("import", help="import a competition-layout dataset (train.csv, images/)")
+    settings_mod.add_arguments(imp)
+    imp.add_argument("data", type=Path, help="folder holding train.csv (and images/)")
+    imp.add_argument("--labels-only", action="store_true", help="import the labels of rows without images")
+    imp.add_argument("--owner", default="admin", help="user who will own the imported products")
+    for name, what in (
+        ("export-labels", "current labels (train.csv layout)"),
+        ("export-predictions", "newest predictions (submission layout)"),
+    ):
+        exp = sub.add_parser(name, help=f"write {what} of every product")
+        settings_mod.add_arguments(exp)
+        exp.add_argument("out", type=Path)
+        exp.add_argument("--as-user", default="admin", help="export what this user may see (an admin: all)")
+    return parser
+
+
+def _owner(ctx: AppContext, name: str) -> db.User:
+    with ctx.transaction() as session:
+        user = db.get_user_by_name(session, name)
+        if user is None:
+            raise db.UserError(f"no user {name!r}; create it with: python app.py create-user {name} --role admin")
+        session.expunge(user)
+        return user
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = settings_mod.from_args(args)
+    if args.no_auth and not settings.is_loopback:
+        print(
+            f"refusing to listen on {settings.host} without authentication: anyone on the network could "
+            "read and change every label. Drop --no-auth (users sign in) or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    ctx = open_context(settings)
+    created = ensure_initial_admin(ctx)
+    if created:
+        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
+    if settings.users_file:
+        load_users_file(ctx, settings.users_file)
+    from .ui import CSS, HEAD, build
+
+    demo = build(ctx)
+    demo.queue(default_concurrency_limit=8)
+    auth = {"auth_dependency": lambda request: "admin"} if args.no_auth else {"auth": make_authenticator(ctx)}
+    demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        auth_message="Sign in with your Visual Taxonomy account.",
+        css=CSS,
+        head=HEAD,
+        show_error=True,
+        **auth,
+    )
+    return 0
+
+
+def create_user(args: argparse.Namespace) -> int:
+    ctx = open_context(settings_mod.from_args(args), load_model=False)
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"Password for {args.name}: ")
+    )
+    with ctx.transaction() as session:
+        user = db.get_user_by_name(session, args.name)
+        if user is None:
+            db.create_user(session, args.name, password, role=args.role)
+            print(f"created {args.role} {args.name!r}")
+        else:
+            db.set_password(session, user, password)
+            user.role = args.role
+            print(f"updated {args.name!r} ({args.role})")
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    ctx = open_context(settings_mod.from_args(args), load_model=False)
+    ensure_initial_admin(ctx)
+    owner = _owner(ctx, args.owner)
+    report = db.import_dataset(
+        ctx.sessions, ctx.taxonomy, ctx.media, args.data, owner=owner, labels_only=args.labels_only
+    )
+    print(report.summary())
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    ctx = open_context(settings_mod.from_args(args), load_model=False)
+    viewer = _owner(ctx, args.as_user)
+    write = db.export_labels if args.command == "export-labels" else db.export_predictions
+    with ctx.transaction() as session:
+        count = write(session, viewer, ctx.taxonomy, args.out)
+    print(f"wrote {count} rows to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv = ["serve", *argv]
+    args = _parser().parse_args(argv)
+    commands = {
+        "serve": serve,
+        "create-user": create_user,
+        "import": import_command,
+        "export-labels": export_command,
+        "export-predictions": export_command,
+    }
+    try:
+        return commands[args.command](args)
+    except (FormatError, TaxonomyError, db.UserError, db.RegistryError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

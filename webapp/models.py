@@ -1,0 +1,261 @@
+"""The active model of the running app, and the one training run that may go on beside it.
+
+Suggestions read the active predictor under a lock that is held only to swap it, so a
+training run (in its own thread) never blocks them, and an activation takes effect for the
+next suggestion without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+import db
+import trainer
+from taxonomy import LabeledExample, ProductPrediction, Taxonomy, load_rgb
+
+log = logging.getLogger(__name__)
+
+KINDS = ("heads", "full")
+PROGRESS_EVERY_S = 1.0
+MIN_TRAINING_PRODUCTS = 10
+
+
+class ModelError(RuntimeError):
+    """A model version that cannot be loaded or used; the text says why."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    version_id: str
+    predictor: trainer.Predictor
+    metrics: dict
+
+
+class ModelManager:
+    def __init__(
+        self,
+        *,
+        taxonomy: Taxonomy,
+        sessions: sessionmaker[Session],
+        media: db.MediaStore,
+        models_dir: Path,
+        cache_dir: Path,
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.sessions = sessions
+        self.media = media
+        self.models_dir = Path(models_dir)
+        self.cache_dir = Path(cache_dir)
+        self._loaded: Loaded | None = None
+        self._swap = threading.Lock()
+        self._training = threading.Lock()  # held by the one training thread
+        self._thread: threading.Thread | None = None
+
+    # -- the active model ----------------------------------------------------------------------
+
+    @property
+    def active(self) -> Loaded | None:
+        return self._loaded
+
+    def load_version(self, version: db.ModelVersion) -> Loaded:
+        """Load a registered version, refusing a file whose checksum or taxonomy does not match."""
+        path = Path(version.path)
+        if not path.is_file():
+            raise ModelError(f"model {version.id}: checkpoint file {path} is missing")
+        actual = trainer.file_sha256(path)
+        if actual != version.checksum:
+            raise ModelError(
+                f"model {version.id}: checkpoint {path.name} has checksum {actual[:12]}..., "
+                f"recorded {version.checksum[:12]}...; refusing a file that changed after training"
+            )
+        try:
+            predictor = trainer.Predictor.load(path, taxonomy=self.taxonomy)
+        except trainer.CheckpointError as exc:
+            raise ModelError(f"model {version.id}: {exc}") from exc
+        return Loaded(version_id=version.id, predictor=predictor, metrics=dict(version.metrics or {}))
+
+    def load_active(self) -> Loaded | None:
+        with self.sessions.begin() as session:
+            version = db.active_version(session)
+            if version is None:
+                log.info("no active model version yet: suggestions are off until one is trained")
+                return None
+            try:
+                loaded = self.load_version(version)
+            except ModelError as exc:
+                log.error("the active model cannot be used: %s", exc)
+                return None
+        with self._swap:
+            self._loaded = loaded
+        log.info("model %s active", loaded.version_id)
+        return loaded
+
+    def activate(self, version_id: str) -> Loaded:
+        """Load ``version_id`` first, then make it active in the database and in this process."""
+        with self.sessions.begin() as session:
+            loaded = self.load_version(db.get_version(session, version_id))
+            db.activate_version(session, version_id)
+        with self._swap:
+            self._loaded = loaded
+        log.info("model %s activated", version_id)
+        return loaded
+
+    def suggest(
+        self, images: list[Image.Image], categories: list[str | None]
+    ) -> tuple[str, list[ProductPrediction]] | None:
+        """Predictions of the active model with its version id, or None when there is none."""
+        loaded = self._loaded
+        if loaded is None:
+            return None
+        return loaded.version_id, loaded.predictor.predict(images, categories=categories, top_k=3)
+
+    # -- training ------------------------------------------------------------------------------
+
+    @property
+    def training(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start_training(self, kind: str, user: db.User, *, on_done: Callable[[], None] | None = None) -> int:
+        """Queue a run and start it in a background thread; one run at a time."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown training kind {kind!r}; choose one of {', '.join(KINDS)}")
+        if not self._training.acquire(blocking=False):
+            raise db.RunInProgressError("a training run is already going; wait for it to finish")
+        try:
+            with self.sessions.begin() as session:
+                run = db.create_run(session, kind=kind, params={"kind": kind}, created_by=user)
+                run_id = run.id
+        except BaseException:
+            self._training.release()
+            raise
+        self._thread = threading.Thread(
+            target=self._run, args=(run_id, kind, user.id, on_done), name=f"training-run-{run_id}", daemon=True
+        )
+        self._thread.start()
+        return run_id
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def shutdown(self) -> None:
+        """Nothing to flush: an unfinished run is marked interrupted on the next start."""
+
+    def _progress(self, run_id: int) -> Callable[[float, str], None]:
+        last = [0.0]
+
+        def report(fraction: float, message: str) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
+                return
+            last[0] = now
+            with self.sessions.begin() as session:
+                db.update_run(session, run_id, progress=min(max(fraction, 0.0), 1.0), message=message)
+
+        return report
+
+    def _run(self, run_id: int, kind: str, user_id: int, on_done: Callable[[], None] | None) -> None:
+        try:
+            with self.sessions.begin() as session:
+                db.start_run(session, run_id)
+            status, message, version_id = self._train_and_gate(run_id, kind, user_id)
+            with self.sessions.begin() as session:
+                db.finish_run(session, run_id, status=status, message=message, result_version_id=version_id)
+        except Exception as exc:  # a failed run must say why and leave the active model in place
+            log.exception("training run %s failed", run_id)
+            with self.sessions.begin() as session:
+                db.finish_run(session, run_id, status="failed", message="failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._training.release()
+            if on_done is not None:
+                on_done()
+
+    def _examples(self, user_id: int) -> list[LabeledExample]:
+        """Every product with a photo and at least one current label, as the admin sees them."""
+        with self.sessions.begin() as session:
+            admin = db.get_user(session, user_id)
+            examples = db.labeled_examples(session, admin, self.taxonomy, self.media, require_image=True)
+        labelled = [e for e in examples if any(v is not None for v in e.labels.values())]
+        if len(labelled) < MIN_TRAINING_PRODUCTS:
+            raise ModelError(
+                f"only {len(labelled)} products with a photo and labels; at least {MIN_TRAINING_PRODUCTS} are needed"
+            )
+        return labelled
+
+    def _train_and_gate(self, run_id: int, kind: str, user_id: int) -> tuple[str, str, str | None]:
+        examples = self._examples(user_id)
+        active = self._loaded
+        with self.sessions.begin() as session:
+            active_row = db.active_version(session)
+            active_path = active_row.path if active_row is not None else None
+        progress = self._progress(run_id)
+        out_dir = self.models_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if kind == "heads":
+            result = trainer.retrain_heads(
+                examples,
+                taxonomy=self.taxonomy,
+                base_checkpoint=active_path,
+                out_dir=out_dir,
+                cache_dir=self.cache_dir,
+                progress=progress,
+            )
+        else:
+            result = trainer.train_full(examples, taxonomy=self.taxonomy, out_dir=out_dir, progress=progress)
+        held_out = set(result.held_out_ids)
+        judged = [e for e in examples if e.id in held_out]
+        candidate_score = float(result.metrics["score"])
+        if active is not None and active_path is not None:
+            reference = trainer.evaluate_checkpoint(active_path, judged, cache_dir=self.cache_dir).score
+            against = f"active version {active.version_id}"
+        else:
+            reference = trainer.majority_score(examples, judged, self.taxonomy)
+            against = "the most-common-value baseline"
+        accepted = candidate_score >= reference
+        verdict = "activated" if accepted else "kept as a candidate"
+        message = (
+            f"{verdict}: metric {candidate_score:.4f} vs {reference:.4f} for {against} "
+            f"on {len(judged)} held-out products"
+        )
+        with self.sessions.begin() as session:
+            db.register_version(
+                session,
+                version_id=result.version_id,
+                path=result.checkpoint_path,
+                taxonomy_fingerprint=self.taxonomy.fingerprint,
+                kind=kind,
+                metrics={**result.metrics, "reference": reference, "held_out": len(judged)},
+                parent_id=active.version_id if active is not None else None,
+                notes=message,
+            )
+        if not accepted:
+            return "rejected", message, result.version_id
+        self.activate(result.version_id)
+        rescored = self.rescore_queue()
+        return "succeeded", f"{message}; {rescored} queued products re-scored", result.version_id
+
+    def rescore_queue(self, limit: int = 2000) -> int:
+        """Predict again, with the active model, every product still waiting for confirmation."""
+        loaded = self._loaded
+        if loaded is None:
+            return 0
+        done = 0
+        with self.sessions.begin() as session:
+            for owner in db.list_users(session):
+                for item in db.review_queue(session, owner, limit=limit):
+                    path = db.image_path(self.media, item.product)
+                    if path is None:
+                        continue
+                    image = load_rgb(path)
+                    (prediction,) = loaded.predictor.predict([image], categories=[item.product.category], top_k=3)
+                    db.save_prediction(session, item.product, loaded.version_id, prediction)
+                    done += 1
+        return done

@@ -1,0 +1,346 @@
+"""What sellers and admins can do, as plain functions of (context, user name, inputs).
+
+The Gradio layout and the API endpoints only wire these; they can be tested without a browser.
+Every function opens one transaction, looks the user up in it, and goes through the ``db``
+functions that filter by owner, so a seller reaches only their own products.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy.orm import Session
+
+import db
+from taxonomy import ImageError, ProductPrediction, decode_image, read_image_bytes
+
+from .auth import require_admin, user_from_request
+from .context import AppContext
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL = (160, 160)
+LOW_CONFIDENCE = 0.5
+
+
+class ServiceError(ValueError):
+    """A request that cannot be done as asked; the text tells the user what to do."""
+
+
+class _Who:
+    """A stand-in for gr.Request where only the user name is known (the command line, tests)."""
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+
+
+def _user(session: Session, who: object) -> db.User:
+    return user_from_request(session, _Who(who) if isinstance(who, str) else who)
+
+
+# -- what a product looks like to the form -----------------------------------------------------
+
+
+def _suggestion(stored: db.StoredPrediction | None) -> dict | None:
+    if stored is None:
+        return None
+    p = stored.prediction
+    return {
+        "model_version": stored.model_version_id,
+        "category": p.category,
+        "category_confidence": round(p.category_probability, 4),
+        "attributes": {
+            name: {
+                "value": a.value,
+                "confidence": round(a.probability, 4),
+                "alternatives": [[v, round(q, 4)] for v, q in a.top_k],
+            }
+            for name, a in p.attributes.items()
+        },
+    }
+
+
+def product_payload(ctx: AppContext, session: Session, user: db.User, product: db.Product) -> dict:
+    active = ctx.models.active
+    stored = db.latest_prediction(session, user, product.id)
+    if stored is not None and (active is None or stored.model_version_id != active.version_id):
+        # A suggestion from a model that is no longer active is history, not advice.
+        stored = db.latest_prediction(session, user, product.id, model_version_id=active.version_id) if active else None
+    return {
+        "product_id": product.id,
+        "category": product.category,
+        "attributes": list(ctx.taxonomy.category(product.category).attribute_names),
+        "labels": db.current_labels(session, user, ctx.taxonomy, product),
+        "suggestion": _suggestion(stored),
+        "has_image": product.image_sha256 is not None,
+    }
+
+
+# -- sellers -----------------------------------------------------------------------------------
+
+
+def _read_upload(ctx: AppContext, path: Path) -> bytes:
+    limit = ctx.settings.max_upload_mb * 2**20
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ImageError("the uploaded file could not be found; upload it again") from None
+    if size > limit:
+        raise ImageError(f"the file is {size / 2**20:.1f} MB; the limit is {ctx.settings.max_upload_mb} MB")
+    return read_image_bytes(path, max_bytes=limit)
+
+
+def _predict(ctx: AppContext, image: Image.Image, category: str | None) -> tuple[str, ProductPrediction] | None:
+    suggested = ctx.models.suggest([image], [category])
+    if suggested is None:
+        return None
+    version, (prediction,) = suggested
+    return version, prediction
+
+
+def upload_one(ctx: AppContext, who: object, path: str | os.PathLike, category: str | None = None) -> dict:
+    """Store one photo as a product of the user, with the active model's suggestion if any."""
+    path = Path(path)
+    data = _read_upload(ctx, path)
+    image, _ = decode_image(data, max_bytes=len(data))
+    if category:
+        category = ctx.taxonomy.category(category).name
+    suggested = _predict(ctx, image, category or None)
+    if not category:
+        if suggested is None:
+            raise ServiceError("choose the category: there is no trained model yet to recognise it")
+        category = suggested[1].category
+    with ctx.transaction() as session:
+        user = _user(session, who)
+        product, created = db.add_uploaded_product(session, ctx.taxonomy, ctx.media, user, data, category)
+        if suggested is not None:
+            version, prediction = suggested
+            if prediction.category != product.category:
+                # The photo was known already under another category: suggest for that one.
+                version, prediction = _predict(ctx, image, product.category) or suggested
+            db.save_prediction(session, product, version, prediction)
+        payload = product_payload(ctx, session, user, product)
+    return {**payload, "created": created}
+
+
+def upload(ctx: AppContext, who: object, paths: list[str], category: str | None = None) -> list[dict]:
+    """Store several photos; each one that fails says why and the others go on."""
+    results = []
+    for raw in paths:
+        name = Path(raw).name
+        try:
+            results.append({"file": name, **upload_one(ctx, who, raw, category)})
+        except (ImageError, ServiceError, db.UserError, ValueError) as exc:
+            results.append({"file": name, "error": str(exc)})
+    return results
+
+
+def get_product(ctx: AppContext, who: object, product_id: int) -> dict:
+    with ctx.transaction() as session:
+        user = _user(session, who)
+        return product_payload(ctx, session, user, db.get_product(session, user, int(product_id)))
+
+
+def product_image(ctx: AppContext, who: object, product_id: int, *, thumbnail: bool = False) -> Image.Image | None:
+    """The product's photo (upright RGB) if the user may see it; None for a label-only product."""
+    with ctx.transaction() as session:
+        product = db.get_product(session, _user(session, who), int(product_id))
+        path = db.image_path(ctx.media, product)
+    if path is None:
+        return None
+    image = decode_image(Path(path))[0]
+    if thumbnail:
+        image.thumbnail(THUMBNAIL)
+    return image
+
+
+def _provenance(value: str, suggested: dict | None) -> str:
+    if suggested is None:
+        return "seller"
+    return "model_accepted" if suggested["value"] == value else "model_edited"
+
+
+def save_labels(ctx: AppContext, who: object, product_id: int, category: str, labels: dict) -> dict:
+    """Record the form: one event per attribute that has a value or was cleared, with provenance.
+
+    A value equal to the active model's suggestion is 'model_accepted', another value where a
+    suggestion was shown is 'model_edited', and a value without a suggestion 'seller'.
+    """
+    if not isinstance(labels, dict):
+        raise ServiceError("labels must be an object of attribute -> value")
+    with ctx.transaction() as session:
+        user = _user(session, who)
+        product = db.get_product(session, user, int(product_id))
+        cat = ctx.taxonomy.category(category)
+        clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
+        before = product_payload(ctx, session, user, product)
+        suggestion = before["suggestion"]
+        if cat.name != product.category:
+            source = "seller"
+            if suggestion is not None:
+                source = "model_accepted" if suggestion["category"] == cat.name else "model_edited"
+            version = suggestion["model_version"] if suggestion is not None else None
+            db.set_category(session, ctx.taxonomy, user, product.id, cat.name, source=source,
+                            model_version_id=version if source != "seller" else None)
+            current = db.current_labels(session, user, ctx.taxonomy, product)
+            suggestion = None if suggestion is None or suggestion["category"] != cat.name else suggestion
+        else:
+            current = before["labels"]
+        suggested = (suggestion or {}).get("attributes", {})
+        writes, sources = {}, {}
+        for attr, value in clean.items():
+            if value is None and current.get(attr) is None:
+                continue  # left empty and unknown before: nothing to record
+            writes[attr] = value
+            sources[attr] = "seller" if value is None else _provenance(value, suggested.get(attr))
+        version = suggestion["model_version"] if suggestion is not None else None
+        if writes:
+            db.record_labels(session, ctx.taxonomy, user, product, writes, source=sources,
+                             model_version_id=version if any(s != "seller" for s in sources.values()) else None)
+        after = db.current_labels(session, user, ctx.taxonomy, product)
+    return {"product_id": product.id, "category": cat.name, "events": len(writes), "sources": sources,
+            "labels": after}
+
+
+def review_queue(ctx: AppContext, who: object, limit: int = 50) -> list[dict]:
+    with ctx.transaction() as session:
+        user = _user(session, who)
+        return [
+            {"product_id": item.product.id, "category": item.product.category,
+             "mean_confidence": round(item.mean_confidence, 4), "min_confidence": round(item.min_confidence, 4)}
+            for item in db.review_queue(session, user, limit=limit)
+        ]
+
+
+def my_products(ctx: AppContext, who: object, limit: int = 50, offset: int = 0) -> list[dict]:
+    with ctx.transaction() as session:
+        user = _user(session, who)
+        products = db.list_products(session, user, limit=limit, offset=offset)
+        labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
+        return [
+            {"product_id": p.id, "category": p.category, "source": p.source, "owner_id": p.owner_id,
+             "labelled": sum(v is not None for v in labels.get(p.id, {}).values()),
+             "attributes": len(ctx.taxonomy.category(p.category).attributes)}
+            for p in products
+        ]
+
+
+def history(ctx: AppContext, who: object, product_id: int) -> list[dict]:
+    with ctx.transaction() as session:
+        user = _user(session, who)
+        return [
+            {"attribute": e.attribute, "value": e.value, "source": e.source, "user": e.user_name,
+             "model_version": e.model_version_id, "at": e.created_at.isoformat(timespec="seconds")}
+            for e in db.label_history(session, user, int(product_id))
+        ]
+
+
+def _export_path(kind: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="vt-export-"))
+    return folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+
+
+def export_labels(ctx: AppContext, who: object) -> str:
+    """Current labels of the products the user may see, in the competition's train.csv layout."""
+    out = _export_path("labels")
+    with ctx.transaction() as session:
+        db.export_labels(session, _user(session, who), ctx.taxonomy, out)
+    return str(out)
+
+
+def export_predictions(ctx: AppContext, who: object) -> str:
+    """Newest predictions of the products the user may see, in the submission layout."""
+    out = _export_path("predictions")
+    with ctx.transaction() as session:
+        db.export_predictions(session, _user(session, who), ctx.taxonomy, out)
+    return str(out)
+
+
+# -- admins ------------------------------------------------------------------------------------
+
+
+def _admin(session: Session, who: object) -> db.User:
+    user = _user(session, who)
+    require_admin(user)
+    return user
+
+
+def import_data(ctx: AppContext, who: object, data_dir: str, labels_only: bool = False) -> dict:
+    """Import a competition-layout dataset from a directory on the server, as the admin's products."""
+    with ctx.transaction() as session:
+        admin = _admin(session, who)
+    folder = Path(str(data_dir).strip()).expanduser()
+    if not folder.is_dir():
+        raise ServiceError(f"no directory {folder} on the server; give the folder that holds train.csv")
+    report = db.import_dataset(ctx.sessions, ctx.taxonomy, ctx.media, folder, owner=admin, labels_only=labels_only)
+    return {"summary": report.summary(), "imported": report.imported, "already_present": report.already_present,
+            "skipped": dict(report.skipped), "labels": report.labels}
+
+
+def label_counts(ctx: AppContext, who: object) -> list[dict]:
+    with ctx.transaction() as session:
+        counts = db.label_counts(session, _user(session, who), ctx.taxonomy)
+    rows = []
+    for cat in ctx.taxonomy.categories:
+        for attr in cat.attributes:
+            rows.append({"category": cat.name, "attribute": attr.name,
+                         "products": counts.per_category.get(cat.name, 0),
+                         "labelled": counts.per_attribute.get((cat.name, attr.name), 0)})
+    return rows
+
+
+def versions(ctx: AppContext, who: object) -> list[dict]:
+    with ctx.transaction() as session:
+        _admin(session, who)
+        return [
+            {"version": v.id, "status": v.status, "kind": v.kind, "parent": v.parent_id,
+             "created": v.created_at.isoformat(timespec="seconds"),
+             "score": (v.metrics or {}).get("score"), "notes": v.notes,
+             "per_attribute": (v.metrics or {}).get("per_attribute", [])}
+            for v in db.list_versions(session)
+        ]
+
+
+def activate(ctx: AppContext, who: object, version_id: str) -> dict:
+    with ctx.transaction() as session:
+        _admin(session, who)
+    loaded = ctx.models.activate(str(version_id))
+    rescored = ctx.models.rescore_queue()
+    return {"active": loaded.version_id, "rescored": rescored}
+
+
+def start_training(ctx: AppContext, who: object, kind: str = "heads") -> dict:
+    with ctx.transaction() as session:
+        admin = _admin(session, who)
+    run_id = ctx.models.start_training(kind, admin)
+    return {"run_id": run_id, "kind": kind}
+
+
+def training_runs(ctx: AppContext, who: object, limit: int = 10) -> list[dict]:
+    with ctx.transaction() as session:
+        _admin(session, who)
+        return [
+            {"run_id": r.id, "kind": r.kind, "status": r.status, "progress": round(r.progress, 3),
+             "message": r.message, "error": r.error, "version": r.result_version_id,
+             "started": r.started_at.isoformat(timespec="seconds") if r.started_at else None,
+             "finished": r.finished_at.isoformat(timespec="seconds") if r.finished_at else None}
+            for r in db.list_runs(session, limit=limit)
+        ]
+
+
+def model_status(ctx: AppContext) -> dict:
+    active = ctx.models.active
+    if active is None:
+        return {"active": None, "training": ctx.models.training}
+    return {"active": active.version_id, "score": active.metrics.get("score"), "training": ctx.models.training}
+
+
+def get_user_name(ctx: AppContext, who: object) -> str:
+    """The signed-in user's name; raises AccessDenied when nobody is signed in."""
+    with ctx.transaction() as session:
+        return _user(session, who).name

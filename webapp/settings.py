@@ -1,0 +1,87 @@
+"""The app's settings: the one place where environment variables are read.
+
+Every option has a command-line flag; the environment variable is its default, and a built-in
+value the default of that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_PREFIX = "VT_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: the SQLite file in data_dir
+    model_dir: Path | None = None  # None: data_dir / "models"
+    users_file: Path | None = None
+    taxonomy_file: Path | None = None  # None: the competition's default taxonomy
+    max_upload_mb: int = 20
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'visual_taxonomy.sqlite3').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every subcommand; defaults come from VT_* environment variables."""
+    parser.add_argument("--data-dir", default=_env("DATA_DIR", "data"), help="data directory [VT_DATA_DIR]")
+    parser.add_argument("--database-url", default=_env("DATABASE_URL", ""),
+                        help="SQLAlchemy URL; default: SQLite in the data directory [VT_DATABASE_URL]")
+    parser.add_argument("--model-dir", default=_env("MODEL_DIR"), help="model directory [VT_MODEL_DIR]")
+    parser.add_argument("--users-file", default=_env("USERS_FILE"),
+                        help="JSON list of users to create on start [VT_USERS_FILE]")
+    parser.add_argument("--taxonomy-file", default=_env("TAXONOMY_FILE"),
+                        help="taxonomy JSON; default: the competition's [VT_TAXONOMY_FILE]")
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="listen address [VT_HOST]")
+    parser.add_argument("--port", type=int, default=int(_env("PORT", "7860")), help="port [VT_PORT]")
+    parser.add_argument("--max-upload-mb", type=int, default=int(_env("MAX_UPLOAD_MB", "20")),
+                        help="largest accepted upload in MB [VT_MAX_UPLOAD_MB]")
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    return Settings(
+        host=getattr(args, "host", "127.0.0.1"),
+        port=getattr(args, "port", 7860),
+        data_dir=Path(args.data_dir),
+        database_url=args.database_url or "",
+        model_dir=path(args.model_dir),
+        users_file=path(args.users_file),
+        taxonomy_file=path(args.taxonomy_file),
+        max_upload_mb=getattr(args, "max_upload_mb", 20),
+    )

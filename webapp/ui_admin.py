@@ -1,0 +1,161 @@
+"""The admin tab: data import and export, label counts, training runs, model versions.
+
+Every handler goes through ``services``, which refuses sellers on the server side; hiding
+the tab from sellers is only a courtesy.
+"""
+
+import html
+
+import gradio as gr
+import pandas as pd
+
+from . import services
+from .auth import AccessDenied
+from .context import AppContext
+
+
+def versions_frame(rows: list[dict]) -> pd.DataFrame:
+    columns = ["version", "status", "kind", "score", "parent", "created", "notes"]
+    return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+
+
+def score_history(rows: list[dict]) -> pd.DataFrame:
+    """One row per (version, category) with the version's metric, oldest version first."""
+    out = []
+    for order, row in enumerate(reversed(rows), start=1):
+        if row["score"] is None:
+            continue
+        out.append({"version": order, "id": row["version"], "series": "overall", "score": row["score"]})
+        per_category: dict[str, list[float]] = {}
+        for a in row["per_attribute"]:
+            per_category.setdefault(a["category"], []).append(a["score"])
+        for cat, scores in per_category.items():
+            out.append({"version": order, "id": row["version"], "series": cat, "score": sum(scores) / len(scores)})
+    return pd.DataFrame(out, columns=["version", "id", "series", "score"])
+
+
+def attribute_table(rows: list[dict], last: int = 4) -> pd.DataFrame:
+    """Attributes x the newest versions: how each attribute's metric moved."""
+    shown = [r for r in rows if r["per_attribute"]][:last]
+    table: dict[str, dict[str, float]] = {}
+    for r in reversed(shown):
+        for a in r["per_attribute"]:
+            table.setdefault(f"{a['category']} / {a['attribute']}", {})[r["version"][:12]] = round(a["score"], 3)
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    return frame.reset_index(names="attribute") if not frame.empty else pd.DataFrame(columns=["attribute"])
+
+
+def run_markdown(runs: list[dict], training: bool) -> str:
+    if not runs:
+        return "No training run yet."
+    r = runs[0]
+    bar = "█" * int(r["progress"] * 20) + "░" * (20 - int(r["progress"] * 20))
+    text = f"**Run {r['run_id']}** ({r['kind']}): **{r['status']}** `{bar}` {r['progress']:.0%}  \n"
+    text += html.escape(r["message"] or "")
+    if r["error"]:
+        text += f"  \nError: {html.escape(r['error'])}"
+    if training:
+        text += "  \n_A run is going: the training buttons are off until it ends._"
+    return text
+
+
+def build_admin(ctx: AppContext) -> None:
+    """Lay out the admin tab inside the current ``gr.Tab`` and wire its events."""
+    from .ui import friendly
+
+    with gr.Accordion("Data", open=True):
+        with gr.Row():
+            data_dir = gr.Textbox(label="Dataset folder on the server (train.csv, images/)", scale=3)
+            labels_only = gr.Checkbox(label="Labels only (no images)", scale=1)
+            import_btn = gr.Button("Import", variant="primary", scale=1)
+        import_report = gr.Textbox(label="Import report", lines=6, interactive=False)
+        with gr.Row():
+            export_labels_btn = gr.Button("Export labels (train.csv)")
+            export_preds_btn = gr.Button("Export predictions (submission)")
+            export_file = gr.File(label="Download", interactive=False)
+        counts_btn = gr.Button("Refresh label counts")
+        counts_table = gr.Dataframe(interactive=False, label="Labelled products per category and attribute")
+    with gr.Accordion("Model", open=True):
+        with gr.Row():
+            retrain_btn = gr.Button("Retrain (heads, fast)", variant="primary")
+            full_btn = gr.Button("Full training (slow on a CPU)")
+        run_md = gr.Markdown("No training run yet.")
+        versions_table = gr.Dataframe(interactive=False, label="Model versions (newest first)")
+        with gr.Row():
+            version_pick = gr.Dropdown(label="Version", choices=[], scale=3)
+            activate_btn = gr.Button("Activate (or roll back to) this version", scale=1)
+        activate_msg = gr.Markdown()
+        score_plot = gr.LinePlot(x="version", y="score", color="series", title="Metric per version",
+                                 y_lim=[0, 1], height=300)
+        attribute_scores = gr.Dataframe(interactive=False, label="Metric per attribute, newest versions")
+    timer = gr.Timer(2.0)
+
+    @friendly
+    def on_import(folder: str, only_labels: bool, request: gr.Request) -> str:
+        return services.import_data(ctx, request, folder, only_labels)["summary"]
+
+    import_btn.click(on_import, [data_dir, labels_only], [import_report], api_visibility="private")
+
+    @friendly
+    def on_export_labels(request: gr.Request) -> str:
+        return services.export_labels(ctx, request)
+
+    @friendly
+    def on_export_predictions(request: gr.Request) -> str:
+        return services.export_predictions(ctx, request)
+
+    export_labels_btn.click(on_export_labels, None, [export_file], api_visibility="private")
+    export_preds_btn.click(on_export_predictions, None, [export_file], api_visibility="private")
+
+    @friendly
+    def on_counts(request: gr.Request) -> pd.DataFrame:
+        return pd.DataFrame(services.label_counts(ctx, request))
+
+    counts_btn.click(on_counts, None, [counts_table], api_visibility="private")
+
+    def refresh(request: gr.Request) -> list:
+        """Run progress and versions; sellers (whose tab is hidden) get nothing."""
+        try:
+            runs = services.training_runs(ctx, request, limit=1)
+            rows = services.versions(ctx, request)
+        except AccessDenied:
+            return [gr.skip()] * 7
+        training = ctx.models.training
+        choices = [(f"{r['version']} ({r['status']}, {r['score'] if r['score'] is None else round(r['score'], 4)})",
+                    r["version"]) for r in rows]
+        return [
+            run_markdown(runs, training),
+            gr.update(interactive=not training),
+            gr.update(interactive=not training),
+            versions_frame(rows),
+            gr.update(choices=choices),
+            score_history(rows),
+            attribute_table(rows),
+        ]
+
+    outputs = [run_md, retrain_btn, full_btn, versions_table, version_pick, score_plot, attribute_scores]
+    timer.tick(refresh, None, outputs, api_visibility="private", show_progress="hidden")
+
+    @friendly
+    def on_train(kind: str, request: gr.Request) -> list:
+        services.start_training(ctx, request, kind)
+        return refresh(request)
+
+    def on_retrain(request: gr.Request) -> list:
+        return on_train("heads", request)
+
+    def on_full(request: gr.Request) -> list:
+        return on_train("full", request)
+
+    retrain_btn.click(on_retrain, None, outputs, api_visibility="private")
+    full_btn.click(on_full, None, outputs, api_visibility="private")
+
+    @friendly
+    def on_activate(version: str | None, request: gr.Request) -> list:
+        if not version:
+            raise services.ServiceError("choose a version first")
+        result = services.activate(ctx, request, version)
+        return [f"Version `{result['active']}` is active; {result['rescored']} queued products re-scored.",
+                *refresh(request)]
+
+    activate_btn.click(on_activate, [version_pick], [activate_msg, *outputs], api_visibility="private")
