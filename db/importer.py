@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from taxonomy import (
@@ -289,6 +289,11 @@ def import_dataset(
         done += len(batch)
         if progress is not None:
             progress(done, len(todo))
+    if report.imported:
+        with session_factory.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # Fresh statistics after a bulk load, or the planner takes the tables for empty.
+                session.execute(text("ANALYZE products, label_events"))
     report.seconds = time.perf_counter() - started
     log.info("import of %s: %d imported, %d skipped", csv_path, report.imported, report.skipped_total)
     return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import String, and_, column, func, select, values
 from sqlalchemy.orm import Session
 
 from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
@@ -73,26 +73,28 @@ def label_counts(session: Session, viewer: User, taxonomy: Taxonomy) -> LabelCou
         .where(LabelEvent.value.is_not(None), LabelEvent.value != NOT_APPLICABLE)
         .subquery()
     )
-    # Only the attributes of each product's current category count.
-    in_category = or_(
-        *(
-            and_(labelled.c.category == cat.name, labelled.c.attribute.in_(cat.attribute_names))
-            for cat in taxonomy.categories
-        )
+    # Only the attributes of each product's current category count: join the allowed pairs.
+    allowed = (
+        values(column("category", String), column("attribute", String), name="allowed")
+        .data([(cat.name, attr) for cat in taxonomy.categories for attr in cat.attribute_names])
+        .alias("allowed")
+    )
+    counted = (
+        select(labelled)
+        .join(allowed, and_(allowed.c.category == labelled.c.category, allowed.c.attribute == labelled.c.attribute))
+        .subquery()
     )
     per_attribute = {
         (cat, attr): n
         for cat, attr, n in session.execute(
-            select(labelled.c.category, labelled.c.attribute, func.count())
-            .where(in_category)
-            .group_by(labelled.c.category, labelled.c.attribute)
+            select(counted.c.category, counted.c.attribute, func.count()).group_by(
+                counted.c.category, counted.c.attribute
+            )
         )
     }
     per_category = dict(
         session.execute(
-            select(labelled.c.category, func.count(func.distinct(labelled.c.product_id)))
-            .where(in_category)
-            .group_by(labelled.c.category)
+            select(counted.c.category, func.count(func.distinct(counted.c.product_id))).group_by(counted.c.category)
         ).all()
     )
     return LabelCounts(per_category=per_category, per_attribute=per_attribute)

@@ -67,11 +67,11 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     ctx = open_context(settings)
-    created = ensure_initial_admin(ctx)
-    if created:
-        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
     if settings.users_file:
         load_users_file(ctx, settings.users_file)
+    created = ensure_initial_admin(ctx)  # only when there is still nobody who could sign in
+    if created:
+        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
     from .ui import CSS, HEAD, build
 
     demo = build(ctx)

@@ -70,16 +70,13 @@ class ModelManager:
         path = Path(version.path)
         if not path.is_file():
             raise ModelError(f"model {version.id}: checkpoint file {path} is missing")
-        actual = trainer.file_sha256(path)
-        if actual != version.checksum:
-            raise ModelError(
-                f"model {version.id}: checkpoint {path.name} has checksum {actual[:12]}..., "
-                f"recorded {version.checksum[:12]}...; refusing a file that changed after training"
-            )
         try:
-            predictor = trainer.Predictor.load(path, taxonomy=self.taxonomy)
+            predictor = trainer.Predictor.load(path, expected_sha256=version.checksum)
         except trainer.CheckpointError as exc:
             raise ModelError(f"model {version.id}: {exc}") from exc
+        if predictor.taxonomy_fingerprint != self.taxonomy.fingerprint:
+            differences = "; ".join(predictor.taxonomy.differences(self.taxonomy)[:5])
+            raise ModelError(f"model {version.id} was trained for another taxonomy ({differences})")
         return Loaded(version_id=version.id, predictor=predictor, metrics=dict(version.metrics or {}))
 
     def load_active(self) -> Loaded | None:
@@ -197,7 +194,8 @@ class ModelManager:
             active_row = db.active_version(session)
             active_path = active_row.path if active_row is not None else None
         progress = self._progress(run_id)
-        out_dir = self.models_dir
+        # Each run writes into a folder of its own, so no version's file is ever overwritten.
+        out_dir = self.models_dir / f"run-{run_id:05d}"
         out_dir.mkdir(parents=True, exist_ok=True)
         if kind == "heads":
             result = trainer.retrain_heads(
@@ -212,12 +210,15 @@ class ModelManager:
             result = trainer.train_full(examples, taxonomy=self.taxonomy, out_dir=out_dir, progress=progress)
         held_out = set(result.held_out_ids)
         judged = [e for e in examples if e.id in held_out]
+        if not judged or result.metrics.get("score") is None:
+            raise ModelError("no held-out products to judge the new model on; label more products")
         candidate_score = float(result.metrics["score"])
         if active is not None and active_path is not None:
             reference = trainer.evaluate_checkpoint(active_path, judged, cache_dir=self.cache_dir).score
             against = f"active version {active.version_id}"
         else:
-            reference = trainer.majority_score(examples, judged, self.taxonomy)
+            trained_on = [e for e in examples if e.id not in held_out]
+            reference = trainer.majority_baseline(trained_on, judged, self.taxonomy).score
             against = "the most-common-value baseline"
         accepted = candidate_score >= reference
         verdict = "activated" if accepted else "kept as a candidate"

@@ -1,0 +1,58 @@
+"""Generated product photos whose attributes can be seen, in the competition's layout."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+# Two categories of the default taxonomy, with attributes a random-feature model can learn:
+# background colour -> color, stripes -> pattern, the garment's outline -> category.
+COLORS = {"white": (245, 245, 245), "black": (15, 15, 15)}
+KURTI_COLORS = {"red": (200, 30, 30), "blue": (30, 60, 200)}
+
+
+def photo(category: str, color: str, striped: bool, seed: int = 0, size: int = 96) -> Image.Image:
+    palette = COLORS if category == "Men Tshirts" else KURTI_COLORS
+    image = Image.new("RGB", (size, size), palette[color])
+    draw = ImageDraw.Draw(image)
+    ink = (128, 128, 128) if color in ("white", "black") else (240, 220, 60)
+    if category == "Men Tshirts":
+        draw.rectangle((20, 24, 76, 84), outline=ink, width=4)  # a square body
+    else:
+        draw.rectangle((34, 8, 62, 92), outline=ink, width=4)  # a tall, narrow body
+    if striped:
+        for y in range(0, size, 8):
+            draw.line((0, y, size, y), fill=ink, width=2)
+    draw.point((seed % size, (seed * 7) % size), fill=(seed % 256, 0, 0))  # a distinct hash per seed
+    return image
+
+
+def jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+def make_learnable_dataset(root: Path, n: int = 48) -> Path:
+    """``n`` products (half Men Tshirts, half Kurtis) with colour and pattern labels."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        category = "Men Tshirts" if i % 2 == 0 else "Kurtis"
+        colors = list(COLORS if category == "Men Tshirts" else KURTI_COLORS)
+        color = colors[(i // 2) % 2]
+        striped = (i // 4) % 2 == 1
+        (root / "images" / f"{i + 1}.jpg").write_bytes(jpeg(photo(category, color, striped, seed=i)))
+        if category == "Men Tshirts":
+            cells = [color, "", "printed" if striped else "solid", "", ""]
+        else:
+            cells = [color, "", "", "", "", "", "", "", ""]
+        rows.append([str(i + 1), category, str(len(cells)), *cells, *[""] * (10 - len(cells))])
+    with open(root / "train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "Category", "len", *(f"attr_{k}" for k in range(1, 11))])
+        writer.writerows(rows)
+    return root

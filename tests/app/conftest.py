@@ -1,0 +1,89 @@
+"""The real app in a subprocess on loopback, with a real SQLite file, driven through its API."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app._data import make_learnable_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = {"admin": ("admin-pass-1", "admin"), "alice": ("alice-pass-1", "seller"), "bob": ("bob-pass-1", "seller")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningApp:
+    url: str
+    data_dir: Path
+    dataset: Path
+    process: subprocess.Popen
+    log: Path
+
+    def client(self, user: str):  # noqa: ANN201 (gradio_client.Client)
+        from gradio_client import Client
+
+        return Client(self.url, auth=(user, USERS[user][0]), verbose=False)
+
+    @property
+    def db_file(self) -> Path:
+        return self.data_dir / "visual_taxonomy.sqlite3"
+
+
+def start_app(data_dir: Path, dataset: Path, extra_env: dict | None = None) -> RunningApp:
+    users_file = data_dir.parent / "users.json"
+    users_file.write_text(json.dumps([{"name": n, "password": p, "role": r} for n, (p, r) in USERS.items()]))
+    port = free_port()
+    log = data_dir.parent / f"app-{port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "serve", "--data-dir", str(data_dir), "--port", str(port),
+         "--users-file", str(users_file)],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        raise RuntimeError(f"the app did not answer within 120 s:\n{log.read_text()[-3000:]}")
+    return RunningApp(url=url, data_dir=data_dir, dataset=dataset, process=process, log=log)
+
+
+def stop_app(app: RunningApp) -> None:
+    app.process.terminate()
+    try:
+        app.process.wait(20)
+    except subprocess.TimeoutExpired:
+        app.process.kill()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    root = tmp_path_factory.mktemp("app")
+    dataset = make_learnable_dataset(root / "dataset", n=48)
+    running = start_app(root / "data", dataset)
+    yield running
+    stop_app(running)
