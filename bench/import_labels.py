@@ -1,7 +1,7 @@
 """Benchmark: import the competition's train.csv label-only into a fresh SQLite file.
 
-    python bench/import_labels.py                 # all 70,213 rows of ../shared/data/meesho-labels
-    python bench/import_labels.py --limit 2000    # a quick smoke run (CI)
+python bench/import_labels.py                 # all 70,213 rows of ../shared/data/meesho-labels
+python bench/import_labels.py --limit 2000    # a quick smoke run (CI)
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "meesho-labels"
 def _prepare(source: Path, target: Path, limit: int | None) -> None:
     """``target`` holds the dataset's train.csv (its first ``limit`` rows) and layout file."""
     target.mkdir(parents=True)
-    with open(source / "train.csv", encoding="utf-8-sig", newline="") as src, open(
-        target / "train.csv", "w", encoding="utf-8", newline=""
-    ) as dst:
+    with (
+        open(source / "train.csv", encoding="utf-8-sig", newline="") as src,
+        open(target / "train.csv", "w", encoding="utf-8", newline="") as dst,
+    ):
         for i, line in enumerate(src):
             if limit is not None and i > limit:
                 break

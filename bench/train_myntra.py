@@ -78,29 +78,51 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, epochs=1)
     overrides = {"arch": args.arch, "image_size": args.image_size}
     model_config = replace(model_config, **{k: v for k, v in overrides.items() if v is not None})
-    train_over = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
-                  "focal_gamma": args.gamma, "class_weight_power": args.weight_power}
+    train_over = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "patience": args.patience,
+        "focal_gamma": args.gamma,
+        "class_weight_power": args.weight_power,
+    }
     config = replace(config, seed=args.seed, **{k: v for k, v in train_over.items() if v is not None})
     if args.no_sampler:
         config = replace(config, balanced_sampling=False)
 
     out = args.out or Path(tempfile.mkdtemp(prefix="myntra-"))
     t0 = time.perf_counter()
-    result = train_full(train, taxonomy=taxonomy, out_dir=out, config=config, model_config=model_config,
-                        device="cpu", progress=lambda f, m: logging.info("%3.0f%% %s", 100 * f, m))
+    result = train_full(
+        train,
+        taxonomy=taxonomy,
+        out_dir=out,
+        config=config,
+        model_config=model_config,
+        device="cpu",
+        progress=lambda f, m: logging.info("%3.0f%% %s", 100 * f, m),
+    )
     minutes = (time.perf_counter() - t0) / 60
     numbers = {
         "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}",
-        "model": model_config.to_dict(), "train": config.to_dict(),
-        "train_examples": len(train), "held_out_score": result.metrics.get("score"),
-        "best_epoch": result.metrics.get("epoch"), "wall_minutes": round(minutes, 2),
+        "model": model_config.to_dict(),
+        "train": config.to_dict(),
+        "train_examples": len(train),
+        "held_out_score": result.metrics.get("score"),
+        "best_epoch": result.metrics.get("epoch"),
+        "wall_minutes": round(minutes, 2),
     }
     if val:
         ckpt = load_checkpoint(result.checkpoint_path)
         model = ckpt.build_model("cpu")
         val_set = load_images(val, ckpt.preprocess)
-        report = evaluate(model, val_set.images, val_set.examples, preprocess=ckpt.preprocess,
-                          device=torch.device("cpu"), tta_flip=config.tta_flip)
+        report = evaluate(
+            model,
+            val_set.images,
+            val_set.examples,
+            preprocess=ckpt.preprocess,
+            device=torch.device("cpu"),
+            tta_flip=config.tta_flip,
+        )
         numbers["val_score"] = round(report.score, 4)
         numbers["val_per_category"] = {k: round(v, 4) for k, v in report.per_category.items()}
         numbers["val_majority_baseline"] = round(majority_baseline(train, val, taxonomy).score, 4)

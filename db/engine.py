@@ -31,7 +31,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` (any SQLAlchemy URL). Nothing connects until the engine is used.
 
     For a SQLite file the parent directory is created, and every connection gets WAL,

@@ -226,9 +226,9 @@ def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict]]
         }
         for row, image in batch
     ]
-    returned = session.execute(
-        insert(Product).returning(Product.id, Product.external_id, sort_by_parameter_order=True), products
-    )
+    # Rows come back in any order (asking for parameter order makes SQLite insert row by row);
+    # the external id says which is which.
+    returned = session.execute(insert(Product).returning(Product.id, Product.external_id), products)
     ids = {external_id: pid for pid, external_id in returned}
     events = [
         {"product_id": ids[row.id], "attribute": attr, "value": value, "source": "import", "created_at": now}
@@ -236,7 +236,8 @@ def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict]]
         for attr, value in row.labels.items()
     ]
     if events:
-        session.execute(insert(LabelEvent), events)
+        # Core insert of the table: the ORM's per-row bookkeeping doubled the time of 450k rows.
+        session.execute(insert(LabelEvent.__table__), events)
     return len(events)
 
 

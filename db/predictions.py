@@ -122,10 +122,10 @@ def latest_predictions(
 ) -> list[tuple[Product, StoredPrediction]]:
     """The newest prediction of every product the viewer may see that has one, by product id."""
     groups = _latest_groups(session, visible_to(viewer), model_version_id)
-    products = (
-        session.scalars(select(Product).where(Product.id.in_(list(groups))).order_by(Product.id)) if (groups) else []
-    )
-    return [(p, _assemble(p, groups[p.id])) for p in products]
+    # A subquery rather than an IN list of ids: SQLite caps the number of bound parameters.
+    with_prediction = select(Prediction.product_id).distinct()
+    query = select(Product).where(visible_to(viewer), Product.id.in_(with_prediction)).order_by(Product.id)
+    return [(p, _assemble(p, groups[p.id])) for p in session.scalars(query) if p.id in groups]
 
 
 def review_queue(session: Session, viewer: User, limit: int = 20) -> list[QueueItem]:

@@ -43,7 +43,11 @@ def can_see(viewer: User, product: Product) -> bool:
 
 
 def get_product(session: Session, viewer: User, product_id: int) -> Product:
-    product = session.get(Product, product_id) if isinstance(product_id, int) else None
+    try:
+        key = int(product_id)  # a UI may hand over "12" or 12.0
+    except (TypeError, ValueError):
+        raise NotFound(f"product {product_id!r} not found") from None
+    product = session.get(Product, key)
     if product is None or not can_see(viewer, product):
         raise NotFound(f"product {product_id!r} not found")
     return product

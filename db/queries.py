@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, and_, column, func, select, values
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
@@ -13,6 +13,8 @@ from .labels import latest_values, restrict
 from .media import MediaStore
 from .models import LabelEvent, Product, User
 from .products import image_path, visible_to
+
+_SEP = "|"
 
 
 def labeled_examples(
@@ -66,35 +68,32 @@ def label_counts(session: Session, viewer: User, taxonomy: Taxonomy) -> LabelCou
         .group_by(LabelEvent.product_id, LabelEvent.attribute)
         .subquery()
     )
+    # Only the attributes of each product's current category count. One IN list of
+    # "category|attribute" keys keeps the plan simple on both backends (an OR of per-category
+    # conditions made PostgreSQL pick nested loops on freshly loaded tables).
+    pairs = [f"{cat.name}{_SEP}{attr}" for cat in taxonomy.categories for attr in cat.attribute_names]
     labelled = (
         select(LabelEvent.product_id, LabelEvent.attribute, Product.category)
         .join(latest, LabelEvent.id == latest.c.id)
         .join(Product, Product.id == LabelEvent.product_id)
-        .where(LabelEvent.value.is_not(None), LabelEvent.value != NOT_APPLICABLE)
-        .subquery()
-    )
-    # Only the attributes of each product's current category count: join the allowed pairs.
-    allowed = (
-        values(column("category", String), column("attribute", String), name="allowed")
-        .data([(cat.name, attr) for cat in taxonomy.categories for attr in cat.attribute_names])
-        .alias("allowed")
-    )
-    counted = (
-        select(labelled)
-        .join(allowed, and_(allowed.c.category == labelled.c.category, allowed.c.attribute == labelled.c.attribute))
+        .where(
+            LabelEvent.value.is_not(None),
+            LabelEvent.value != NOT_APPLICABLE,
+            (Product.category + _SEP + LabelEvent.attribute).in_(pairs),
+        )
         .subquery()
     )
     per_attribute = {
         (cat, attr): n
         for cat, attr, n in session.execute(
-            select(counted.c.category, counted.c.attribute, func.count()).group_by(
-                counted.c.category, counted.c.attribute
+            select(labelled.c.category, labelled.c.attribute, func.count()).group_by(
+                labelled.c.category, labelled.c.attribute
             )
         )
     }
     per_category = dict(
         session.execute(
-            select(counted.c.category, func.count(func.distinct(counted.c.product_id))).group_by(counted.c.category)
+            select(labelled.c.category, func.count(func.distinct(labelled.c.product_id))).group_by(labelled.c.category)
         ).all()
     )
     return LabelCounts(per_category=per_category, per_attribute=per_attribute)

@@ -182,24 +182,31 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         category.input(on_category, [category, current], form_outputs, api_visibility="private")
 
-        def do_save(product_id, cat, attrs, values, request) -> str:
+        def do_save(data: dict, request: gr.Request) -> str:
+            """Save the form; ``data`` maps the form's components to their values."""
+            product_id = data[current]
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
-            result = services.save_labels(ctx, request, product_id, cat, labels_from_slots(attrs, list(values)))
+            values = [data[slot] for slot in slots]
+            result = services.save_labels(ctx, request, product_id, data[category],
+                                          labels_from_slots(data[form_attrs], values))
             kinds = sorted(set(result["sources"].values()))
             return f"Saved product {result['product_id']}: {result['events']} change(s)" + (
                 f" ({', '.join(kinds)})." if kinds else "."
             )
 
-        @friendly
-        def on_save(product_id, cat, attrs, *values, request: gr.Request):
-            return do_save(product_id, cat, attrs, values, request)
-
-        save_btn.click(on_save, [current, category, form_attrs, *slots], [save_msg], api_visibility="private")
+        form_inputs = {current, category, form_attrs, batch, *slots}
 
         @friendly
-        def on_save_next(product_id, cat, attrs, ids, *values, request: gr.Request):
-            message = do_save(product_id, cat, attrs, values, request)
+        def on_save(data: dict, request: gr.Request) -> str:
+            return do_save(data, request)
+
+        save_btn.click(on_save, form_inputs, [save_msg], api_visibility="private")
+
+        @friendly
+        def on_save_next(data: dict, request: gr.Request) -> list:
+            message = do_save(data, request)
+            product_id, ids = data[current], data[batch] or []
             following = ids[ids.index(product_id) + 1:] if product_id in ids else []
             if not following:
                 queued = [q["product_id"] for q in services.review_queue(ctx, request, limit=5)]
@@ -208,8 +215,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 return [message + " That was the last one: upload more photos.", *render(None)]
             return [message, *open_product(following[0], request)]
 
-        next_btn.click(on_save_next, [current, category, form_attrs, batch, *slots], [save_msg, *form_outputs],
-                       api_visibility="private")
+        next_btn.click(on_save_next, form_inputs, [save_msg, *form_outputs], api_visibility="private")
 
         @friendly
         def on_queue(request: gr.Request):

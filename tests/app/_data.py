@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 # Two categories of the default taxonomy, with attributes a random-feature model can learn:
-# background colour -> color, stripes -> pattern, the garment's outline -> category.
+# background colour -> color, stripes -> pattern, the garment's shape and fill -> category.
 COLORS = {"white": (245, 245, 245), "black": (15, 15, 15)}
 KURTI_COLORS = {"red": (200, 30, 30), "blue": (30, 60, 200)}
 
@@ -20,9 +20,9 @@ def photo(category: str, color: str, striped: bool, seed: int = 0, size: int = 9
     draw = ImageDraw.Draw(image)
     ink = (128, 128, 128) if color in ("white", "black") else (240, 220, 60)
     if category == "Men Tshirts":
-        draw.rectangle((20, 24, 76, 84), outline=ink, width=4)  # a square body
+        draw.rectangle((20, 24, 76, 84), fill=(40, 160, 60))  # a square green body
     else:
-        draw.rectangle((34, 8, 62, 92), outline=ink, width=4)  # a tall, narrow body
+        draw.rectangle((34, 8, 62, 92), fill=(240, 200, 40))  # a tall, narrow yellow body
     if striped:
         for y in range(0, size, 8):
             draw.line((0, y, size, y), fill=ink, width=2)

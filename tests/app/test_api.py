@@ -162,7 +162,7 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
                            "", api_name="/upload")
     suggestion = upload["suggestion"]
     assert suggestion["model_version"] == v1["version"]
-    assert upload["category"] == suggestion["category"] == "Men Tshirts"
+    assert upload["category"] == suggestion["category"] == "Men Tshirts", (upload, v1)
     attrs = suggestion["attributes"]
     assert set(attrs) == {"color", "neck", "pattern", "print_or_pattern_type", "sleeve_length"}
     assert all(0 <= a["confidence"] <= 1 and a["alternatives"] for a in attrs.values())

@@ -25,13 +25,22 @@ def _counts(factory: sessionmaker[Session]) -> tuple[int, int]:
 
 @pytest.mark.parametrize("layout", ["json", "parquet"])
 def test_round_trip_and_reimport(
-    session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore, alice: db.User,
-    tmp_path: Path, layout: str,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
+    tmp_path: Path,
+    layout: str,
 ) -> None:
     truth = make_dataset(taxonomy, tmp_path / "data", 12, layout=layout)
     seen = []
     report = db.import_dataset(
-        session_factory, taxonomy, media, tmp_path / "data", owner=alice, batch_size=5,
+        session_factory,
+        taxonomy,
+        media,
+        tmp_path / "data",
+        owner=alice,
+        batch_size=5,
         progress=lambda done, total: seen.append((done, total)),
     )
     assert (report.read, report.imported, report.already_present, report.skipped_total) == (12, 12, 0, 0)
@@ -62,14 +71,27 @@ def test_round_trip_and_reimport(
 
 
 def test_bad_rows_are_reported_and_good_rows_kept(
-    session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore, alice: db.User,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "data"
     make_dataset(taxonomy, root, 4)  # ids 0-3, all good
     images = root / "images"
-    saree = ["same as saree", "zari", "small border", "cream", "party", "jacquard", "zari woven", "solid",
-             "default", "no"]
+    saree = [
+        "same as saree",
+        "zari",
+        "small border",
+        "cream",
+        "party",
+        "jacquard",
+        "zari woven",
+        "solid",
+        "default",
+        "no",
+    ]
     bad = [
         csv_row("10", "Sarees", ["same as saree\n", *saree[1:]]),  # dirty whitespace: imports normalised
         csv_row("11", "Sarees", saree),  # corrupt image
@@ -95,8 +117,14 @@ def test_bad_rows_are_reported_and_good_rows_kept(
     report = db.import_dataset(session_factory, taxonomy, media, root, owner=alice)
     assert report.read == 14 and report.imported == 5
     assert dict(report.skipped) == {
-        "unreadable image": 2, "missing image": 1, "unknown category": 1, "invalid value": 1,
-        "duplicate id": 1, "bad id": 1, "bad row": 1, "duplicate image": 1,
+        "unreadable image": 2,
+        "missing image": 1,
+        "unknown category": 1,
+        "invalid value": 1,
+        "duplicate id": 1,
+        "bad id": 1,
+        "bad row": 1,
+        "duplicate image": 1,
     }
     reasons = {e.id: e.reason for e in report.examples}
     assert "damaged or truncated" in reasons["11"] and "empty (0 bytes)" in reasons["12"]
@@ -118,7 +146,10 @@ def test_bad_rows_are_reported_and_good_rows_kept(
 
 
 def test_labels_only_import_needs_no_images(
-    session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore, alice: db.User,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "data"
@@ -144,8 +175,13 @@ def test_labels_only_import_needs_no_images(
     ],
 )
 def test_malformed_csv_writes_nothing(
-    session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore, alice: db.User,
-    tmp_path: Path, content: str, message: str,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
+    tmp_path: Path,
+    content: str,
+    message: str,
 ) -> None:
     (tmp_path / "train.csv").write_text(content, "utf-8")
     with pytest.raises(FormatError, match=message):
@@ -154,7 +190,10 @@ def test_malformed_csv_writes_nothing(
 
 
 def test_missing_csv_and_disagreeing_layout(
-    session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore, alice: db.User,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
     tmp_path: Path,
 ) -> None:
     with pytest.raises(FormatError, match=r"no train\.csv"):
@@ -174,8 +213,12 @@ def test_missing_csv_and_disagreeing_layout(
 
 
 def test_same_ids_for_two_owners_are_two_products(
-    session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore, alice: db.User,
-    bob: db.User, tmp_path: Path,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
+    bob: db.User,
+    tmp_path: Path,
 ) -> None:
     make_dataset(taxonomy, tmp_path, 3)
     for owner in (alice, bob):

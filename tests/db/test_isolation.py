@@ -37,7 +37,12 @@ def _prediction(product: db.Product, confidence: float) -> ProductPrediction:
 
 @pytest.fixture
 def world(
-    session: Session, taxonomy: Taxonomy, media: db.MediaStore, alice: db.User, bob: db.User, admin: db.User,
+    session: Session,
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    alice: db.User,
+    bob: db.User,
+    admin: db.User,
     version_id: str,
 ) -> World:
     owned = {}

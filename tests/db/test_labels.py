@@ -32,11 +32,19 @@ def test_later_events_win_and_history_is_kept(session: Session, taxonomy: Taxono
     assert len(after) == len(before) + 2
 
     labels = db.current_labels(session, alice, taxonomy, product)
-    assert labels == {"color": "black", "neck": "polo", "pattern": "solid",
-                      "print_or_pattern_type": None, "sleeve_length": None}
+    assert labels == {
+        "color": "black",
+        "neck": "polo",
+        "pattern": "solid",
+        "print_or_pattern_type": None,
+        "sleeve_length": None,
+    }
     history = db.label_history(session, alice, product.id)
     assert [(h.attribute, h.value) for h in history] == [
-        ("color", "white"), ("neck", "polo"), ("color", "black"), ("pattern", "solid")
+        ("color", "white"),
+        ("neck", "polo"),
+        ("color", "black"),
+        ("pattern", "solid"),
     ]
     assert {h.user_name for h in history} == {"alice"} and {h.source for h in history} == {"seller"}
 
@@ -60,21 +68,25 @@ def test_invalid_labels_write_nothing(session: Session, taxonomy: Taxonomy, alic
     assert _events(session) == before
 
 
-def test_sources_and_model_provenance(
-    session: Session, taxonomy: Taxonomy, alice: db.User, version_id: str
-) -> None:
+def test_sources_and_model_provenance(session: Session, taxonomy: Taxonomy, alice: db.User, version_id: str) -> None:
     product = _product(session, alice)
     with pytest.raises(ValueError, match="model_version_id"):
         db.record_labels(session, taxonomy, alice, product, {"color": "white"}, source="model_accepted")
     with pytest.raises(ValueError, match="unknown label source"):
         db.record_labels(session, taxonomy, alice, product, {"color": "white"}, source="robot")
     db.record_labels(
-        session, taxonomy, alice, product, {"color": "white", "neck": "round"},
-        source={"color": "model_accepted", "neck": "model_edited"}, model_version_id=version_id,
+        session,
+        taxonomy,
+        alice,
+        product,
+        {"color": "white", "neck": "round"},
+        source={"color": "model_accepted", "neck": "model_edited"},
+        model_version_id=version_id,
     )
     history = db.label_history(session, alice, product.id)
     assert [(h.source, h.model_version_id) for h in history] == [
-        ("model_accepted", version_id), ("model_edited", version_id)
+        ("model_accepted", version_id),
+        ("model_edited", version_id),
     ]
 
 
@@ -88,6 +100,8 @@ def test_category_change_restricts_and_restores(session: Session, taxonomy: Taxo
     assert kurti["color"] == "white" and "neck" not in kurti  # shared attribute carries over
     with pytest.raises(InvalidValueError):
         db.record_labels(session, taxonomy, alice, product, {"neck": "polo"})
+    counts = db.label_counts(session, alice, taxonomy)
+    assert counts.per_category == {"Kurtis": 1} and counts.per_attribute == {("Kurtis", "color"): 1}
     db.set_category(session, taxonomy, alice, product.id, "Men Tshirts")
     assert db.current_labels(session, alice, taxonomy, product)["neck"] == "polo"
     changes = [h.value for h in db.label_history(session, alice, product.id) if h.attribute == db.CATEGORY_ATTRIBUTE]

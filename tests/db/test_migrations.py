@@ -46,7 +46,10 @@ def test_constraints_are_enforced(engine: Engine) -> None:
     with pytest.raises(IntegrityError), engine.begin() as conn:  # foreign key (SQLite: PRAGMA foreign_keys)
         conn.execute(
             insert(db.Product).values(
-                owner_id=999, category="Sarees", source="import", created_at=db.models.utcnow(),
+                owner_id=999,
+                category="Sarees",
+                source="import",
+                created_at=db.models.utcnow(),
                 updated_at=db.models.utcnow(),
             )
         )
@@ -61,8 +64,10 @@ def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
     assert not (tmp_path / "nested" / "data" / "visual_taxonomy.sqlite3").exists()  # nothing connects yet
     try:
         with engine.connect() as conn:
-            pragma = {name: conn.execute(text(f"PRAGMA {name}")).scalar() for name in
-                      ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
+            pragma = {
+                name: conn.execute(text(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+            }
         assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30_000, "synchronous": 1}
     finally:
         engine.dispose()

@@ -54,8 +54,9 @@ def test_review_queue_order_and_confirmation(
     db.save_prediction(session, unsure, version_id, _prediction("white", 0.2))
     db.save_prediction(session, confirmed, version_id, _prediction("white", 0.1))
     db.save_prediction(session, imported, version_id, _prediction("white", 0.5))
-    db.record_labels(session, taxonomy, alice, confirmed, {"color": "white"}, source="model_accepted",
-                     model_version_id=version_id)
+    db.record_labels(
+        session, taxonomy, alice, confirmed, {"color": "white"}, source="model_accepted", model_version_id=version_id
+    )
     db.record_labels(session, taxonomy, alice, imported, {"color": "white"}, source="import")
     queue = db.review_queue(session, alice, limit=10)
     assert [item.product.id for item in queue] == [unsure.id, imported.id, sure.id]  # bare has no prediction

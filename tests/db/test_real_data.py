@@ -15,8 +15,12 @@ ROWS = 2000
 
 
 def test_real_labels_slice(
-    shared_data: Path, session_factory: sessionmaker[Session], taxonomy: Taxonomy, media: db.MediaStore,
-    admin: db.User, tmp_path: Path,
+    shared_data: Path,
+    session_factory: sessionmaker[Session],
+    taxonomy: Taxonomy,
+    media: db.MediaStore,
+    admin: db.User,
+    tmp_path: Path,
 ) -> None:
     source = shared_data / "meesho-labels"
     with open(source / "train.csv", encoding="utf-8", newline="") as handle:

@@ -16,8 +16,13 @@ def _register(session: Session, tmp_path: Path, version_id: str, parent: str | N
     path = tmp_path / f"{version_id}.pt"
     path.write_bytes(version_id.encode())
     return db.register_version(
-        session, version_id=version_id, path=path, taxonomy_fingerprint="abc", kind="heads",
-        metrics={"score": 0.5}, parent_id=parent,
+        session,
+        version_id=version_id,
+        path=path,
+        taxonomy_fingerprint="abc",
+        kind="heads",
+        metrics={"score": 0.5},
+        parent_id=parent,
     )
 
 

@@ -19,8 +19,17 @@ def test_hash_is_self_describing_and_salted() -> None:
     assert not verify_password("s3cret-pasS", first)
 
 
-@pytest.mark.parametrize("stored", ["", "plain", "scrypt$x$8$1$AA==$AA==", "bcrypt$16384$8$1$AA==$AA==",
-                                    "scrypt$1073741824$8$1$AA==$AA==", "scrypt$16384$8$1$not base64$AA=="])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",
+        "plain",
+        "scrypt$x$8$1$AA==$AA==",
+        "bcrypt$16384$8$1$AA==$AA==",
+        "scrypt$1073741824$8$1$AA==$AA==",
+        "scrypt$16384$8$1$not base64$AA==",
+    ],
+)
 def test_malformed_stored_hash_never_matches(stored: str) -> None:
     assert verify_password("anything", stored) is False
 
