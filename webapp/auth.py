@@ -135,3 +135,43 @@ def user_from_request(session, request) -> db.User:
 def require_admin(user: db.User) -> None:
     if not user.is_admin:
         raise AccessDenied(f"{user.name} is a seller; only an admin may do this")
+
+
+class ExpiringTokens(dict):
+    """Gradio's session-token table (token -> user name), where a token lapses after ``max_age``.
+
+    Gradio keeps sign-in tokens forever; swapped in for its dict, this makes a session expire
+    and its user sign in again.
+    """
+
+    def __init__(self, max_age: float, clock=time.monotonic) -> None:
+        super().__init__()
+        self.max_age = max_age
+        self.clock = clock
+        self._born: dict[str, float] = {}
+
+    def __setitem__(self, token: str, user: str) -> None:
+        self._born[token] = self.clock()
+        super().__setitem__(token, user)
+
+    def _expire(self, token: object) -> None:
+        born = self._born.get(token)  # type: ignore[arg-type]
+        if born is not None and self.clock() - born > self.max_age:
+            self._born.pop(token, None)  # type: ignore[arg-type]
+            super().pop(token, None)
+
+    def get(self, token: object, default: object = None) -> object:
+        self._expire(token)
+        return super().get(token, default)
+
+    def __getitem__(self, token: str) -> str:
+        self._expire(token)
+        return super().__getitem__(token)
+
+    def __contains__(self, token: object) -> bool:
+        self._expire(token)
+        return super().__contains__(token)
+
+    def __delitem__(self, token: str) -> None:
+        self._born.pop(token, None)
+        super().__delitem__(token)

@@ -12,7 +12,7 @@ import db
 from taxonomy import FormatError, TaxonomyError
 
 from . import settings as settings_mod
-from .auth import ensure_initial_admin, load_users_file, make_authenticator
+from .auth import ExpiringTokens, ensure_initial_admin, load_users_file, make_authenticator
 from .context import AppContext, open_context
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,11 @@ def serve(args: argparse.Namespace) -> int:
         css=CSS,
         head=HEAD,
         show_error=True,
+        prevent_thread_lock=True,
         **auth,
     )
+    demo.server_app.tokens = ExpiringTokens(settings.session_hours * 3600)
+    demo.block_thread()
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from PIL import Image
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import db
@@ -115,6 +116,15 @@ def upload_one(ctx: AppContext, who: object, path: str | os.PathLike, category: 
         if suggested is None:
             raise ServiceError("choose the category: there is no trained model yet to recognise it")
         category = suggested[1].category
+    try:
+        return _store_upload(ctx, who, data, image, category, suggested)
+    except IntegrityError:
+        # The same photo was stored by a concurrent request of the same owner: it is that product.
+        return _store_upload(ctx, who, data, image, category, suggested)
+
+
+def _store_upload(ctx: AppContext, who: object, data: bytes, image: Image.Image, category: str,
+                  suggested: tuple[str, ProductPrediction] | None) -> dict:
     with ctx.transaction() as session:
         user = _user(session, who)
         product, created = db.add_uploaded_product(session, ctx.taxonomy, ctx.media, user, data, category)

@@ -24,6 +24,7 @@ class Settings:
     users_file: Path | None = None
     taxonomy_file: Path | None = None  # None: the competition's default taxonomy
     max_upload_mb: int = 20
+    session_hours: float = 12.0
 
     @property
     def db_url(self) -> str:
@@ -69,6 +70,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=int(_env("PORT", "7860")), help="port [VT_PORT]")
     parser.add_argument("--max-upload-mb", type=int, default=int(_env("MAX_UPLOAD_MB", "20")),
                         help="largest accepted upload in MB [VT_MAX_UPLOAD_MB]")
+    parser.add_argument("--session-hours", type=float, default=float(_env("SESSION_HOURS", "12")),
+                        help="a sign-in lasts this long [VT_SESSION_HOURS]")
 
 
 def from_args(args: argparse.Namespace) -> Settings:
@@ -84,4 +87,5 @@ def from_args(args: argparse.Namespace) -> Settings:
         users_file=path(args.users_file),
         taxonomy_file=path(args.taxonomy_file),
         max_upload_mb=getattr(args, "max_upload_mb", 20),
+        session_hours=getattr(args, "session_hours", 12.0),
     )

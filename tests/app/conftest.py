@@ -18,7 +18,10 @@ import pytest
 from tests.app._data import make_learnable_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-USERS = {"admin": ("admin-pass-1", "admin"), "alice": ("alice-pass-1", "seller"), "bob": ("bob-pass-1", "seller")}
+USERS = {
+    "admin": ("admin-pass-1", "admin"), "alice": ("alice-pass-1", "seller"), "bob": ("bob-pass-1", "seller"),
+    "carol": ("carol-pass-1", "seller"),
+}
 
 
 def free_port() -> int:

@@ -59,7 +59,7 @@ def test_pretrained_trunk_freezes_layers_1_and_2(gen_taxonomy, tiny_model, tmp_p
     torch.save(torchvision.models.resnet18().state_dict(), path)
     model, source = build_model(replace(tiny_model, weights=str(path)), gen_taxonomy)
     assert source == str(path)
-    trainable = {n.split(".")[2] for n, p in model.backbone.named_parameters() if p.requires_grad and "trunk" in n}
+    trainable = {n.split(".")[1] for n, p in model.backbone.named_parameters() if p.requires_grad and "trunk" in n}
     assert trainable == {"6", "7"}  # layer3 and layer4
     scratch, source = build_model(tiny_model, gen_taxonomy)
     assert source == "random" and all(p.requires_grad for p in scratch.parameters())

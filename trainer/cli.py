@@ -1,0 +1,221 @@
+"""``python -m trainer train|eval|predict|embed`` on competition-layout folders."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from taxonomy import (
+    ImageError,
+    LabeledExample,
+    Taxonomy,
+    TaxonomyError,
+    default_taxonomy,
+    find_image,
+    load_taxonomy,
+    taxonomy_from_competition,
+    write_submission,
+)
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig, default_model_config, default_train_config
+from .data import DataError, read_dataset
+from .embeddings import embed_examples
+from .pipeline import train_full
+from .predictor import Predictor
+from .retrain import evaluate_checkpoint, retrain_heads
+from .runtime import resolve_device
+
+
+class CommandError(Exception):
+    """A mistake in the command's input; printed as one line and exit status 2."""
+
+
+def _data_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise CommandError(f"data folder not found: {path}")
+    return path
+
+
+def _taxonomy_for(data: Path, explicit: Path | None) -> Taxonomy:
+    if explicit is not None:
+        return load_taxonomy(explicit)
+    for name in ("category_attributes.parquet", "category_attributes.json"):
+        if (data / name).is_file() and (data / "train.csv").is_file():
+            return taxonomy_from_competition(data / name, data / "train.csv")
+    return default_taxonomy()
+
+
+def _report_skipped(skipped: tuple | list, what: str = "photos") -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable or missing {what}; first: {skipped[0][0]}: {skipped[0][1]}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    data = _data_dir(args.data)
+    taxonomy = _taxonomy_for(data, args.taxonomy)
+    examples, errors = read_dataset(data, taxonomy)
+    if errors:
+        print(f"skipped {len(errors)} bad rows of train.csv; first: line {errors[0].row}: {errors[0].reason}")
+    device = resolve_device(args.device)
+    config: TrainConfig = default_train_config(device.type)
+    config = replace(config, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    if args.epochs and args.mode == "heads":
+        config = replace(config, heads_epochs=args.epochs)
+    model_config = default_model_config(device.type, weights=args.weights)
+    if args.arch:
+        model_config = replace(model_config, arch=args.arch)
+    if args.image_size:
+        model_config = replace(model_config, image_size=args.image_size)
+    progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
+    if args.mode == "heads":
+        result = retrain_heads(examples, taxonomy=taxonomy, base_checkpoint=args.base, out_dir=args.out,
+                               cache_dir=args.cache or args.out / "embeddings", config=config, seed=args.seed,
+                               device=device, model_config=model_config, progress=progress)
+    else:
+        result = train_full(examples, taxonomy=taxonomy, out_dir=args.out, config=config, model_config=model_config,
+                            device=device, seed=args.seed, resume=args.resume, progress=progress)
+    _report_skipped(result.skipped)
+    score = result.metrics.get("score")
+    print(f"checkpoint {result.checkpoint_path} (version {result.version_id}, sha256 {result.sha256[:12]})")
+    print(f"held-out score {score:.4f}" if score is not None else "no held-out examples to score")
+    return 0
+
+
+def _checked_examples(data: Path, csv_name: str, taxonomy: Taxonomy) -> list[LabeledExample]:
+    examples, errors = read_dataset(data, taxonomy, csv_name=csv_name)
+    unknown = [e for e in errors if "unknown category" in e.reason]
+    if unknown:
+        raise CommandError(f"line {unknown[0].row}: {unknown[0].reason} (the checkpoint does not know it; "
+                           f"{len(unknown)} rows like this)")
+    if errors:
+        print(f"skipped {len(errors)} bad rows; first: line {errors[0].row}: {errors[0].reason}")
+    return examples
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    data = _data_dir(args.data)
+    ckpt = load_checkpoint(args.checkpoint)
+    examples = _checked_examples(data, args.csv, ckpt.taxonomy)
+    if not examples:
+        raise CommandError(f"no rows to evaluate in {data / args.csv}")
+    missing = sum(e.image_path is None for e in examples)
+    report = evaluate_checkpoint(args.checkpoint, examples, cache_dir=args.cache, device=args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(report.as_dict(), indent=1) + "\n", "utf-8")
+    with open(args.out / "per_attribute.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["category", "attribute", "support", "micro_f1", "macro_f1", "score"])
+        for a in report.per_attribute:
+            writer.writerow([a.category, a.attribute, a.support, f"{a.micro_f1:.4f}", f"{a.macro_f1:.4f}",
+                             f"{a.score:.4f}"])
+    if missing:
+        print(f"{missing} rows have no photo; they count as wrong")
+    print(f"score {report.score:.4f} on {len(examples)} rows; wrote {args.out / 'metrics.json'} and per_attribute.csv")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    data = _data_dir(args.data)
+    predictor = Predictor.load(args.checkpoint, device=args.device)
+    taxonomy = predictor.taxonomy
+    rows = _id_category_rows(data / args.csv)
+    for line, _ident, category in rows:
+        try:
+            taxonomy.category(category)
+        except TaxonomyError as exc:
+            raise CommandError(f"{args.csv} line {line}: {exc} (the checkpoint does not know it)") from None
+    out, skipped = [], []
+    for _, ident, category in rows:
+        path = find_image(data / "images", ident) if (data / "images").is_dir() else None
+        try:
+            if path is None:
+                raise ImageError("no image file")
+            pred = predictor.predict([path], [category], top_k=1, ids=[ident])[0]
+            out.append((ident, pred.category, pred.labels))
+        except ImageError as exc:
+            skipped.append((ident, str(exc)))
+            out.append((ident, taxonomy.category(category).name, {}))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    count = write_submission(out, args.out, taxonomy)
+    _report_skipped(skipped)
+    print(f"wrote {count} rows to {args.out}")
+    return 0
+
+
+def _id_category_rows(path: Path) -> list[tuple[int, str, str]]:
+    if not path.is_file():
+        raise CommandError(f"{path} not found")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"id", "Category"} <= set(reader.fieldnames):
+            raise CommandError(f"{path.name} needs the columns id and Category; found {reader.fieldnames}")
+        return [(i + 2, r["id"].strip(), r["Category"]) for i, r in enumerate(reader) if r.get("id")]
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    data = _data_dir(args.data)
+    ckpt = load_checkpoint(args.checkpoint)
+    examples = _checked_examples(data, args.csv, ckpt.taxonomy)
+    device = resolve_device(args.device)
+    model = ckpt.build_model(device)
+    done = embed_examples(model.backbone, examples, preprocess=ckpt.preprocess, cache_dir=args.cache,
+                          fingerprint=ckpt.backbone_fingerprint, device=device)
+    _report_skipped(done.skipped)
+    print(f"{len(done.examples)} embeddings in {args.cache} ({done.computed} computed, "
+          f"{len(done.examples) - done.computed} already cached)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train on DIR/train.csv and DIR/images")
+    train.add_argument("--data", type=Path, required=True)
+    train.add_argument("--out", type=Path, required=True, help="output folder (model.pt, config.json, train.log)")
+    train.add_argument("--mode", choices=["full", "heads"], default="full")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--weights", default="imagenet", help="imagenet, none or a local ResNet weights file")
+    train.add_argument("--arch", choices=["resnet18", "resnet34", "resnet50"], default=None)
+    train.add_argument("--image-size", type=int, default=None)
+    train.add_argument("--base", type=Path, default=None, help="heads mode: checkpoint whose backbone is kept")
+    train.add_argument("--cache", type=Path, default=None, help="heads mode: embedding cache folder")
+    train.add_argument("--taxonomy", type=Path, default=None, help="taxonomy JSON (default: from the data)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="full mode: continue OUT/last.pt")
+    train.set_defaults(func=cmd_train)
+
+    for name, func, text in (("eval", cmd_eval, "the metric with a per-attribute table"),
+                             ("predict", cmd_predict, "a submission CSV"),
+                             ("embed", cmd_embed, "fill the embedding cache")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--checkpoint", type=Path, required=True)
+        p.add_argument("--data", type=Path, required=True)
+        p.add_argument("--csv", default="test.csv" if name == "predict" else "train.csv")
+        if name == "eval":
+            p.add_argument("--out", type=Path, required=True, help="folder for metrics.json and per_attribute.csv")
+            p.add_argument("--cache", type=Path, default=None)
+        elif name == "predict":
+            p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+        else:
+            p.add_argument("--cache", type=Path, required=True)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (CommandError, DataError, CheckpointError, TaxonomyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
