@@ -16,7 +16,9 @@ from .context import AppContext
 
 def versions_frame(rows: list[dict]) -> pd.DataFrame:
     columns = ["version", "status", "kind", "score", "parent", "created", "notes"]
-    return pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+    frame = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+    frame["score"] = frame["score"].map(lambda v: None if v is None else round(float(v), 4))
+    return frame
 
 
 def score_history(rows: list[dict]) -> pd.DataFrame:
@@ -74,7 +76,8 @@ def build_admin(ctx: AppContext) -> None:
             export_preds_btn = gr.Button("Export predictions (submission)")
             export_file = gr.File(label="Download", interactive=False)
         counts_btn = gr.Button("Refresh label counts")
-        counts_table = gr.Dataframe(interactive=False, label="Labelled products per category and attribute")
+        counts_table = gr.Dataframe(pd.DataFrame(columns=["category", "attribute", "products", "labelled"]),
+                                    interactive=False, label="Labelled products per category and attribute")
     with gr.Accordion("Model", open=True):
         with gr.Row():
             retrain_btn = gr.Button("Retrain (heads, fast)", variant="primary")
@@ -94,7 +97,6 @@ def build_admin(ctx: AppContext) -> None:
     def on_import(folder: str, only_labels: bool, request: gr.Request) -> str:
         return services.import_data(ctx, request, folder, only_labels)["summary"]
 
-    import_btn.click(on_import, [data_dir, labels_only], [import_report], api_visibility="private")
 
     @friendly
     def on_export_labels(request: gr.Request) -> str:
@@ -112,6 +114,9 @@ def build_admin(ctx: AppContext) -> None:
         return pd.DataFrame(services.label_counts(ctx, request))
 
     counts_btn.click(on_counts, None, [counts_table], api_visibility="private")
+    import_btn.click(on_import, [data_dir, labels_only], [import_report], api_visibility="private").success(
+        on_counts, None, [counts_table], api_visibility="private"
+    )
 
     def refresh(request: gr.Request) -> list:
         """Run progress and versions; sellers (whose tab is hidden) get nothing."""

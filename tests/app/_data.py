@@ -26,7 +26,8 @@ def photo(category: str, color: str, striped: bool, seed: int = 0, size: int = 9
     if striped:
         for y in range(0, size, 8):
             draw.line((0, y, size, y), fill=ink, width=2)
-    draw.point((seed % size, (seed * 7) % size), fill=(seed % 256, 0, 0))  # a distinct hash per seed
+    draw.point((seed % size, (seed * 7) % size), fill=(seed % 256, seed // 256 % 256, 7))  # a distinct hash per seed
+    draw.point(((seed * 3 + 1) % size, (seed * 11 + 5) % size), fill=(0, seed % 251, 255 - seed % 256))
     return image
 
 

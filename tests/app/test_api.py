@@ -14,6 +14,7 @@ from PIL import Image
 from sqlalchemy import create_engine, text
 
 from tests.app._data import jpeg, photo
+from tests.taxonomy.test_images import bomb_png
 
 
 def rows(app, sql: str) -> list:
@@ -82,6 +83,8 @@ def test_a_bad_value_is_refused_with_the_allowed_ones_and_nothing_is_written(app
         ("notes.jpg", b"this is not a photo at all", "not an image"),
         ("cut.jpg", None, "damaged or truncated"),
         ("page.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "not an image"),
+        ("bomb.png", bomb_png(30000, 30000), "decompression bomb"),
+        ("big.png", bomb_png(7000, 7000), "the limit is 40 MP"),
     ],
 )
 def test_bad_uploads_are_refused_and_store_nothing(app, tmp_path, name, data, fragment):
@@ -95,6 +98,17 @@ def test_bad_uploads_are_refused_and_store_nothing(app, tmp_path, name, data, fr
         app.client("alice").predict(handle_file(str(path)), "Kurtis", api_name="/upload")
     assert table_counts(app) == before
     assert sorted(p.name for p in (app.data_dir / "media").rglob("*") if p.is_file()) == media_before
+
+
+def test_an_enormous_upload_is_refused_before_it_is_read(app, tmp_path):
+    path = tmp_path / "huge.jpg"
+    with open(path, "wb") as handle:
+        handle.write(jpeg(photo("Kurtis", "red", False, 5)))
+        handle.write(b"\0" * (21 * 2**20))  # past the 20 MB limit
+    before = table_counts(app)
+    with pytest.raises(Exception, match="(?i)file size|too large|exceeds|413|limit"):
+        app.client("alice").predict(handle_file(str(path)), "Kurtis", api_name="/upload")
+    assert table_counts(app) == before
 
 
 def test_odd_but_valid_images_are_accepted(app, tmp_path):
