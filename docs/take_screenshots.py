@@ -36,7 +36,7 @@ def main() -> None:
         admin = app.client("admin")
         print(admin.predict(str(dataset), False, api_name="/import_data")["summary"])
         run = admin.predict("heads", api_name="/retrain")["run_id"]
-        while (status := [r for r in admin.predict(5, api_name="/runs") if r["run_id"] == run][0])["status"] in (
+        while (status := next(r for r in admin.predict(5, api_name="/runs") if r["run_id"] == run))["status"] in (
             "queued", "running"
         ):
             time.sleep(1)

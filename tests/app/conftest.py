@@ -38,7 +38,7 @@ class RunningApp:
     process: subprocess.Popen
     log: Path
 
-    def client(self, user: str):  # noqa: ANN201 (gradio_client.Client)
+    def client(self, user: str):
         from gradio_client import Client
 
         return Client(self.url, auth=(user, USERS[user][0]), verbose=False)

@@ -106,7 +106,7 @@ def test_an_enormous_upload_is_refused_before_it_is_read(app, tmp_path):
         handle.write(jpeg(photo("Kurtis", "red", False, 5)))
         handle.write(b"\0" * (21 * 2**20))  # past the 20 MB limit
     before = table_counts(app)
-    with pytest.raises(Exception, match="(?i)file size|too large|exceeds|413|limit"):
+    with pytest.raises(Exception, match=r"(?i)file size|too large|exceeds|413|limit"):
         app.client("alice").predict(handle_file(str(path)), "Kurtis", api_name="/upload")
     assert table_counts(app) == before
 
@@ -156,7 +156,7 @@ def test_admin_actions_are_refused_for_sellers(app, endpoint, args):
 def test_wrong_password_is_refused(app):
     from gradio_client import Client
 
-    with pytest.raises(Exception, match="(?i)credentials|unauthori|login"):
+    with pytest.raises(Exception, match=r"(?i)credentials|unauthori|login"):
         Client(app.url, auth=("alice", "wrong"), verbose=False)
 
 
