@@ -11,6 +11,7 @@ from pathlib import Path
 import db
 from taxonomy import FormatError, TaxonomyError
 
+from . import backup
 from . import settings as settings_mod
 from .auth import ExpiringTokens, ensure_initial_admin, load_users_file, make_authenticator
 from .context import AppContext, open_context
@@ -45,7 +46,24 @@ def _parser() -> argparse.ArgumentParser:
         settings_mod.add_arguments(exp)
         exp.add_argument("out", type=Path)
         exp.add_argument("--as-user", default="admin", help="export what this user may see (an admin: all)")
+    backup_cmd = sub.add_parser("backup", help="copy the database, photos and models into a backup folder")
+    settings_mod.add_arguments(backup_cmd)
+    backup_cmd.add_argument("out", type=Path, help="folder to write the backup into")
+    restore_cmd = sub.add_parser("restore", help="restore a backup folder made by 'backup'")
+    settings_mod.add_arguments(restore_cmd)
+    restore_cmd.add_argument("backup", type=Path)
+    restore_cmd.add_argument("--force", action="store_true", help="replace a database that holds products")
     return parser
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    settings = settings_mod.from_args(args)
+    if args.command == "backup":
+        print(f"backup written to {backup.backup(settings, args.out)}")
+    else:
+        counts = backup.restore(settings, args.backup, force=args.force)
+        print("restored: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    return 0
 
 
 def _owner(ctx: AppContext, name: str) -> db.User:
@@ -143,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         "import": import_command,
         "export-labels": export_command,
         "export-predictions": export_command,
+        "backup": backup_command,
+        "restore": backup_command,
     }
     try:
         return commands[args.command](args)
-    except (FormatError, TaxonomyError, db.UserError, db.RegistryError, FileNotFoundError) as exc:
+    except (FormatError, TaxonomyError, db.UserError, db.RegistryError, FileNotFoundError,
+            backup.BackupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -68,6 +68,8 @@ class ModelManager:
     def load_version(self, version: db.ModelVersion) -> Loaded:
         """Load a registered version, refusing a file whose checksum or taxonomy does not match."""
         path = Path(version.path)
+        if not path.is_absolute():
+            path = self.models_dir / path  # stored relative, so a restored backup finds its files
         if not path.is_file():
             raise ModelError(f"model {version.id}: checkpoint file {path} is missing")
         try:
@@ -192,7 +194,10 @@ class ModelManager:
         active = self._loaded
         with self.sessions.begin() as session:
             active_row = db.active_version(session)
-            active_path = active_row.path if active_row is not None else None
+            active_path = None
+            if active_row is not None:
+                active_path = Path(active_row.path)
+                active_path = active_path if active_path.is_absolute() else self.models_dir / active_path
         progress = self._progress(run_id)
         # Each run writes into a folder of its own, so no version's file is ever overwritten.
         out_dir = self.models_dir / f"run-{run_id:05d}"
@@ -230,7 +235,8 @@ class ModelManager:
             db.register_version(
                 session,
                 version_id=result.version_id,
-                path=result.checkpoint_path,
+                path=str(Path(result.checkpoint_path).resolve().relative_to(self.models_dir.resolve())),
+                checksum=result.sha256 or None,
                 taxonomy_fingerprint=self.taxonomy.fingerprint,
                 kind=kind,
                 metrics={**result.metrics, "reference": reference, "held_out": len(judged)},
