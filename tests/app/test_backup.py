@@ -16,8 +16,9 @@ from tests.app.conftest import ROOT
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(ROOT / "app.py"), *args], capture_output=True, text=True,
-                            cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -27,8 +28,10 @@ def dump_tables(url: str) -> dict[str, list]:
     metadata = MetaData()
     metadata.reflect(engine)
     with engine.connect() as conn:
-        out = {name: sorted(tuple(map(str, row)) for row in conn.execute(select(table)))
-               for name, table in metadata.tables.items()}
+        out = {
+            name: sorted(tuple(map(str, row)) for row in conn.execute(select(table)))
+            for name, table in metadata.tables.items()
+        }
     engine.dispose()
     return out
 
@@ -40,8 +43,10 @@ def files(folder) -> dict[str, bytes]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def urls(request, tmp_path):
     if request.param == "sqlite":
-        yield (f"sqlite:///{tmp_path / 'a' / 'visual_taxonomy.sqlite3'}",
-               f"sqlite:///{tmp_path / 'b' / 'visual_taxonomy.sqlite3'}")
+        yield (
+            f"sqlite:///{tmp_path / 'a' / 'visual_taxonomy.sqlite3'}",
+            f"sqlite:///{tmp_path / 'b' / 'visual_taxonomy.sqlite3'}",
+        )
         return
     server = os.environ.get("VT_TEST_POSTGRES_URL")
     if not server:
@@ -77,8 +82,13 @@ def test_backup_and_restore_round_trip(tmp_path, urls):
     assert files(a / "models") == files(b / "models")
 
     # A second restore over the now-filled database is refused unless forced.
-    again = subprocess.run([sys.executable, str(ROOT / "app.py"), "restore", folder, *common_b],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "restore", folder, *common_b],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert again.returncode == 2 and "already holds 12 products" in again.stderr
 
 
@@ -89,7 +99,12 @@ def test_a_damaged_backup_is_refused(tmp_path):
     folder = cli("backup", str(tmp_path / "backups"), *common).stdout.strip().split("backup written to ")[1]
     photo = next((tmp_path / "backups").rglob("*.jpg"))
     photo.write_bytes(b"damaged")
-    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "restore", folder, "--data-dir", str(tmp_path / "b")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "restore", folder, "--data-dir", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 2 and "missing or damaged" in result.stderr
     assert not (tmp_path / "b" / "visual_taxonomy.sqlite3").exists()  # checked before anything was written
