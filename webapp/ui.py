@@ -129,7 +129,8 @@ def build(ctx: AppContext) -> gr.Blocks:
                 gr.Markdown("Your products with suggestions but no confirmed labels, least confident first. "
                             "Choose one to open it in the form.")
                 refresh_queue = gr.Button("Refresh")
-                gallery = gr.Gallery(columns=6, height="auto", allow_preview=False, label="Waiting for review")
+                gallery = gr.Gallery(columns=8, height=480, object_fit="contain", allow_preview=False,
+                                     label="Waiting for review")
             with gr.Tab("My products", id="products"):
                 refresh_products = gr.Button("Refresh")
                 products_table = gr.Dataframe(interactive=False, label="Products")

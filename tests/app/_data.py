@@ -19,13 +19,14 @@ def photo(category: str, color: str, striped: bool, seed: int = 0, size: int = 9
     image = Image.new("RGB", (size, size), palette[color])
     draw = ImageDraw.Draw(image)
     ink = (128, 128, 128) if color in ("white", "black") else (240, 220, 60)
+    k = size / 96
     if category == "Men Tshirts":
-        draw.rectangle((20, 24, 76, 84), fill=(40, 160, 60))  # a square green body
+        draw.rectangle((20 * k, 24 * k, 76 * k, 84 * k), fill=(40, 160, 60))  # a square green body
     else:
-        draw.rectangle((34, 8, 62, 92), fill=(240, 200, 40))  # a tall, narrow yellow body
+        draw.rectangle((34 * k, 8 * k, 62 * k, 92 * k), fill=(240, 200, 40))  # a tall, narrow yellow body
     if striped:
-        for y in range(0, size, 8):
-            draw.line((0, y, size, y), fill=ink, width=2)
+        for y in range(0, size, max(2, round(8 * k))):
+            draw.line((0, y, size, y), fill=ink, width=max(1, round(2 * k)))
     draw.point((seed % size, (seed * 7) % size), fill=(seed % 256, seed // 256 % 256, 7))  # a distinct hash per seed
     draw.point(((seed * 3 + 1) % size, (seed * 11 + 5) % size), fill=(0, seed % 251, 255 - seed % 256))
     return image

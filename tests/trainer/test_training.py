@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from trainer import DataError, evaluate_checkpoint, load_checkpoint, majority_baseline, train_full
 
@@ -29,25 +30,25 @@ def test_outputs_describe_the_run(trained, gen_taxonomy) -> None:
     assert set(trained.held_out_ids).isdisjoint({"t0000", "t0001"}) or trained.held_out_ids
 
 
-def test_seeded_runs_repeat_and_resume_continues(gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path) -> None:
+def test_interrupted_run_resumes_to_the_same_weights(gen_data, gen_taxonomy, tiny_model, tiny_train,
+                                                     tmp_path) -> None:
     few = gen_data["train"][:48]
-    config = replace(tiny_train, epochs=2, batch_size=16)
-    a = train_full(few, taxonomy=gen_taxonomy, out_dir=tmp_path / "a", config=config, model_config=tiny_model,
-                   device="cpu", seed=3)
-    b = train_full(few, taxonomy=gen_taxonomy, out_dir=tmp_path / "b", config=config, model_config=tiny_model,
-                   device="cpu", seed=3)
-    sa, sb = load_checkpoint(a.checkpoint_path).state_dict, load_checkpoint(b.checkpoint_path).state_dict
-    assert all((sa[k] == sb[k]).all() for k in sa)
-    # Stop after 1 epoch, then resume to 2: the same weights as the uninterrupted run.
-    train_full(few, taxonomy=gen_taxonomy, out_dir=tmp_path / "c", config=replace(config, epochs=2, patience=99),
-               model_config=tiny_model, device="cpu", seed=3)
-    state = tmp_path / "c" / "last.pt"
-    assert state.is_file()
-    resumed = train_full(few, taxonomy=gen_taxonomy, out_dir=tmp_path / "c", config=replace(config, patience=99),
-                         model_config=tiny_model, device="cpu", seed=3, resume=True)
-    history = json.loads(json.dumps(__import__("torch").load(state, weights_only=True)["history"]))
-    assert [h["epoch"] for h in history] == [1, 2]  # nothing re-run after the last epoch
-    assert resumed.checkpoint_path.is_file()
+    config = replace(tiny_train, epochs=2, batch_size=16, patience=99)
+    kwargs = {"taxonomy": gen_taxonomy, "config": config, "model_config": tiny_model, "device": "cpu", "seed": 3}
+    whole = train_full(few, out_dir=tmp_path / "whole", **kwargs)
+
+    def stop_after_first_epoch(fraction: float, message: str) -> None:
+        if message.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_full(few, out_dir=tmp_path / "cut", progress=stop_after_first_epoch, **kwargs)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 0
+    resumed = train_full(few, out_dir=tmp_path / "cut", resume=True, **kwargs)
+    history = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    a, b = load_checkpoint(whole.checkpoint_path).state_dict, load_checkpoint(resumed.checkpoint_path).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a), "seeded + resumed run differs from the uninterrupted one"
 
 
 def test_empty_or_unlabelled_training_set_is_refused(gen_taxonomy, tmp_path) -> None:

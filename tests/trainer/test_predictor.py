@@ -1,0 +1,72 @@
+"""The predictor the app calls: inputs of every kind, known categories, top-k, threads."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from PIL import Image
+
+from taxonomy import ImageError, ProductPrediction, UnknownCategoryError
+from trainer import Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> Predictor:
+    return Predictor.load(trained.checkpoint_path, device="cpu")
+
+
+def test_predicts_category_and_attributes(predictor, gen_data, trained) -> None:
+    examples = gen_data["test"][:8]
+    preds = predictor.predict([e.image_path for e in examples], top_k=3)
+    assert [p.id for p in preds] == [e.id for e in examples]
+    assert predictor.version_id == trained.version_id and predictor.metrics["score"] == trained.metrics["score"]
+    right = sum(p.category == e.category for p, e in zip(preds, examples))
+    assert right >= 7
+    for p in preds:
+        assert isinstance(p, ProductPrediction) and 0 <= p.category_probability <= 1
+        names = set(predictor.taxonomy.category(p.category).attribute_names)
+        assert set(p.attributes) == names
+        for a in p.attributes.values():
+            assert a.top_k[0] == (a.value, a.probability)
+            assert 1 <= len(a.top_k) <= 3 and [q for _, q in a.top_k] == sorted((q for _, q in a.top_k), reverse=True)
+
+
+def test_known_category_routes_the_photo(predictor, gen_data) -> None:
+    photo = gen_data["test"][0].image_path  # a tee
+    forced = predictor.predict([photo], categories=["mug"])[0]
+    assert forced.category == "mug" and forced.category_probability == 1.0
+    assert set(forced.attributes) == {"color", "size"}
+    with pytest.raises(UnknownCategoryError, match="unknown category 'sofa'"):
+        predictor.predict([photo], categories=["sofa"])
+
+
+def test_any_image_mode_and_exif_orientation(predictor, gen_data) -> None:
+    base = Image.open(gen_data["test"][0].image_path).convert("RGB")
+    rotated = base.rotate(90, expand=True)  # stored on its side, EXIF says "rotate back"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    rotated.rotate(-90, expand=True).rotate(90, expand=True).save(buffer, "JPEG", exif=exif.tobytes())
+    inputs = [base, base.convert("CMYK"), base.convert("P"), base.convert("L"), base.convert("RGBA"),
+              buffer.getvalue(), gen_data["test"][0].image_path]
+    preds = predictor.predict(inputs)
+    assert len(preds) == len(inputs) and preds[0].category == preds[-1].category
+    assert preds[0].attributes == predictor.predict([gen_data["test"][0].image_path])[0].attributes
+    with pytest.raises(ImageError):
+        predictor.predict([b"not an image"])
+
+
+def test_batches_and_threads_agree_with_one_by_one(predictor, gen_data) -> None:
+    photos = [e.image_path for e in gen_data["test"][:12]]
+    predictor.batch_size = 5
+    together = predictor.predict(photos)
+    alone = [predictor.predict([p])[0] for p in photos]
+    for a, b in zip(together, alone):
+        assert a.category == b.category and a.labels == b.labels
+        assert a.category_probability == pytest.approx(b.category_probability, abs=1e-4)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: predictor.predict(photos[i : i + 4]), [0, 4, 8, 0, 4, 8]))
+    for i, res in zip([0, 4, 8, 0, 4, 8], results):
+        assert [r.labels for r in res] == [t.labels for t in together[i : i + 4]]
