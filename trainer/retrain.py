@@ -13,7 +13,7 @@ import torch
 
 from taxonomy import LabeledExample, MetricReport, Taxonomy
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import DataError, require_trainable, split_held_out
 from .embeddings import Embedded, embed_examples
@@ -21,6 +21,7 @@ from .evaluation import predict_values, score, to_probabilities
 from .heads import HeadBank
 from .labels import EncodedLabels, encode_labels
 from .model import TaxonomyNet, build_model
+from .preprocess import Preprocess
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .train import CHECKPOINT_NAME, TrainResult, epoch_order, make_loss
 from .weights import Fetch
@@ -134,8 +135,6 @@ def retrain_heads(
     else:
         model_config = model_config or default_model_config(dev.type)
         source_model, source = build_model(model_config, taxonomy, fetch=fetch)
-        from .preprocess import Preprocess
-
         preprocess, parent = Preprocess(model_config.image_size), None
         fingerprint = source_model.backbone.fingerprint()
     model = TaxonomyNet(model_config, taxonomy)
@@ -172,8 +171,6 @@ def retrain_heads(
         ckpt_path, model.cpu(), preprocess=preprocess, train_config=config.to_dict(), metrics=metrics,
         parent_version=parent, backbone_fingerprint=fingerprint, backbone_source=source,
     )
-    from .checkpoint import file_sha256
-
     report(1.0, f"heads retrained: held-out score {metrics['score'] if metrics['score'] is not None else 'n/a'}")
     logger.info("heads-only retrain %s in %.1fs (%d embeddings computed)", ckpt.version_id,
                 time.perf_counter() - t0, embedded.computed)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from taxonomy import LabeledExample, MetricReport, Taxonomy
 
-from .checkpoint import Checkpoint, atomic_save, save_checkpoint
+from .checkpoint import Checkpoint, atomic_save, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageSet
 from .evaluation import average, predict_values, score, to_probabilities
@@ -199,8 +199,11 @@ def fit(
     (out_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n", "utf-8")
     handler = logging.FileHandler(out_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("trainer").addHandler(handler)
-    logging.getLogger("trainer").setLevel(logging.INFO)
+    package_logger = logging.getLogger("trainer")
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)  # the log file records every epoch
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch, bad_epochs, start_epoch = -1.0, -1, 0, 0
@@ -252,10 +255,9 @@ def fit(
             if progress is not None:
                 progress((epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}: validation {val_score:.3f}")
     finally:
-        logging.getLogger("trainer").removeHandler(handler)
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
         handler.close()
-    from .checkpoint import load_checkpoint
-
     best_ckpt = best_ckpt or load_checkpoint(ckpt_path)
     model.load_state_dict(best_ckpt.state_dict)
     report = evaluate(model, val_set.images, val_set.examples, preprocess=preprocess, device=device, dtype=dtype,
