@@ -87,6 +87,7 @@ class TrainConfig:
     heads_batch_size: int = 256
     heads_lr: float = 2e-3
     heads_patience: int = 10
+    heads_min_steps: int = 200  # optimiser steps at the least, however few products there are
     embed_batch_size: int = 64
     seed: int = 0
 

@@ -69,10 +69,32 @@ class HeadBank(nn.Module):
                 heads.append(make_head(in_features, hidden, len(attr.values), config.dropout))
             self.head_index.append(row)
         self.attribute_heads = nn.ModuleList(heads)
+        # A fixed standardisation of the features, identity unless set from training embeddings:
+        # a randomly initialised backbone (no ImageNet weights) gives pooled features whose useful
+        # differences are tiny next to their offsets, and heads learn them far better z-scored.
+        self.register_buffer("feature_mean", torch.zeros(in_features))  # (C,)
+        self.register_buffer("feature_scale", torch.ones(in_features))  # (C,)
+        # How many labels each attribute head was trained on (-1: not recorded). A head that never
+        # saw a label has nothing to say, and the predictor makes no suggestion from it.
+        self.register_buffer("trained_labels", torch.full((len(heads),), -1, dtype=torch.int64))
+
+    @torch.no_grad()
+    def standardize_from(self, vectors: torch.Tensor) -> None:
+        """Set the feature standardisation from training embeddings (N, C)."""
+        mean = vectors.float().mean(dim=0)  # (C,)
+        std = vectors.float().std(dim=0, unbiased=False)  # (C,)
+        # The floor keeps a dimension that barely moves in training from being blown up by noise.
+        self.feature_mean.copy_(mean)
+        self.feature_scale.copy_(1.0 / (std + 0.05 * std.mean() + 1e-8))
+
+    @torch.no_grad()
+    def record_label_counts(self, counts: list[torch.Tensor]) -> None:
+        """``counts`` per head (taxonomy order), as ``labels.head_counts`` gives them."""
+        self.trained_labels.copy_(torch.tensor([int(c.sum()) for c in counts], dtype=torch.int64))
 
     def forward(self, features: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
         """Pooled features (B, C); ``categories`` (B,) routes each row, else the predicted category."""
-        x = self.dropout(features)  # (B, C)
+        x = self.dropout((features - self.feature_mean) * self.feature_scale)  # (B, C)
         category_logits = self.category_head(x)  # (B, K)
         routing = categories if categories is not None else category_logits.argmax(dim=1)  # (B,)
         outputs = []

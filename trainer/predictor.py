@@ -113,7 +113,10 @@ class Predictor:
                         ) -> list[ProductPrediction]:
         taxonomy = self.taxonomy
         attributes: list[dict[str, AttributePrediction]] = [{} for _ in names]
+        trained = self.model.heads.trained_labels.tolist()
         for h in probs.attributes:
+            if trained[h.head] == 0:
+                continue  # this head never saw a label: no suggestion rather than noise
             attr = taxonomy.categories[h.category].attributes[h.position]
             k = max(1, min(top_k, len(attr.values)))
             p, idx = h.logits.float().cpu().topk(k, dim=1)  # (n, k)

@@ -19,7 +19,7 @@ from .data import DataError, require_trainable, split_held_out
 from .embeddings import Embedded, embed_examples
 from .evaluation import predict_values, score, to_probabilities
 from .heads import HeadBank
-from .labels import EncodedLabels, encode_labels
+from .labels import EncodedLabels, encode_labels, head_counts
 from .model import TaxonomyNet, build_model
 from .preprocess import Preprocess
 from .runtime import resolve_device, resolve_precision, seed_everything
@@ -65,17 +65,22 @@ def train_heads(
     vectors = vectors.to(device)  # (N, C)
     loss_fn = make_loss(labels, taxonomy, config).to(device)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=config.heads_lr, weight_decay=config.weight_decay)
-    steps = config.heads_epochs * -(-len(labels) // config.heads_batch_size)
+    # A few dozen products would otherwise get one optimiser step per epoch: smaller batches and
+    # enough epochs for at least ``heads_min_steps`` steps let small label sets train too.
+    batch_size = max(8, min(config.heads_batch_size, len(labels) // 4))
+    steps_per_epoch = -(-len(labels) // batch_size)
+    epochs = max(config.heads_epochs, -(-config.heads_min_steps // steps_per_epoch))
+    steps = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.heads_lr, total_steps=max(steps, 1),
                                                     pct_start=config.warmup_fraction)
     cats, targets = labels.categories.to(device), labels.targets.to(device)
     best, best_state, bad, history = -1.0, None, 0, []
-    for epoch in range(config.heads_epochs):
+    for epoch in range(epochs):
         heads.train()
         order = epoch_order(labels, taxonomy, heads.head_index, config, generator).to(device)  # (N,)
         total = 0.0
-        for start in range(0, len(order), config.heads_batch_size):
-            idx = order[start : start + config.heads_batch_size]  # (B,)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]  # (B,)
             out = heads(vectors.index_select(0, idx), cats.index_select(0, idx))
             loss = loss_fn(out, cats.index_select(0, idx), targets.index_select(0, idx))
             optimizer.zero_grad(set_to_none=True)
@@ -84,7 +89,7 @@ def train_heads(
             optimizer.step()
             scheduler.step()
             total += float(loss.detach())
-        entry = {"epoch": epoch + 1, "loss": total / max(1, -(-len(order) // config.heads_batch_size))}
+        entry = {"epoch": epoch + 1, "loss": total / max(1, -(-len(order) // batch_size))}
         if evaluate is not None:
             entry["val_score"] = evaluate(heads)
             if entry["val_score"] > best:
@@ -93,8 +98,8 @@ def train_heads(
                 bad += 1
         history.append(entry)
         if progress is not None:
-            progress((epoch + 1) / config.heads_epochs, f"heads epoch {epoch + 1}/{config.heads_epochs}")
-        if evaluate is not None and bad >= config.heads_patience:
+            progress((epoch + 1) / epochs, f"heads epoch {epoch + 1}/{epochs}")
+        if evaluate is not None and bad >= config.heads_patience * max(1, epochs // config.heads_epochs):
             break
     if best_state is not None:
         heads.load_state_dict(best_state)
@@ -147,24 +152,33 @@ def retrain_heads(
     if not embedded.examples:
         raise DataError(f"none of the {len(examples)} photos could be read; see the skipped list in the log")
     train, held = split_held_out(embedded.examples, config.val_fraction, seed=seed)
+    # Early stopping looks at a slice of the training part, never at the held-out products: the
+    # held-out metric is what the app compares with the active model, so nothing may be chosen on it.
+    fit_part, stop_part = split_held_out(train, config.val_fraction, seed=seed + 1)
     held_ids = {e.id for e in held}
     position = {e.id: i for i, e in enumerate(embedded.examples)}
-    train_rows = torch.tensor([position[e.id] for e in train], dtype=torch.int64)
-    held_set = Embedded(held, embedded.vectors.index_select(0, torch.tensor([position[e.id] for e in held],
-                                                                             dtype=torch.int64)))
+
+    def subset(items: list[LabeledExample]) -> Embedded:
+        rows = torch.tensor([position[e.id] for e in items], dtype=torch.int64)
+        return Embedded(items, embedded.vectors.index_select(0, rows))
+
+    fit_set, stop_set, held_set = subset(fit_part), subset(stop_part), subset(held)
     held_truth = [e for e in examples if e.id in held_ids]
+    model.heads.standardize_from(fit_set.vectors)
+    fit_labels = encode_labels(fit_part, taxonomy)
+    model.heads.record_label_counts(head_counts(fit_labels, taxonomy))
 
     def evaluate_heads(heads: HeadBank) -> float:
-        return heads_report(heads, held_set, held_truth, taxonomy, dev).score
+        return heads_report(heads, stop_set, stop_part, taxonomy, dev).score
 
     history = train_heads(
-        model.heads, embedded.vectors.index_select(0, train_rows), encode_labels(train, taxonomy),
+        model.heads, fit_set.vectors, fit_labels,
         taxonomy=taxonomy, config=config, device=dev, generator=generator,
-        evaluate=evaluate_heads if held else None, progress=lambda f, m: report(0.7 + 0.28 * f, m),
+        evaluate=evaluate_heads if stop_part else None, progress=lambda f, m: report(0.7 + 0.28 * f, m),
     )
     metrics = heads_report(model.heads, held_set, held_truth, taxonomy, dev).as_dict() if held else {"score": None}
-    metrics.update({"mode": "heads", "train_examples": len(train), "held_out_examples": len(held),
-                    "epochs_run": len(history)})
+    metrics.update({"mode": "heads", "train_examples": len(fit_part), "early_stop_examples": len(stop_part),
+                    "held_out_examples": len(held), "epochs_run": len(history)})
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     ckpt = save_checkpoint(

@@ -185,6 +185,7 @@ def fit(
     dtype = resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     labels = encode_labels(train_set.examples, taxonomy)
+    model.heads.record_label_counts(head_counts(labels, taxonomy))
     loss_fn = make_loss(labels, taxonomy, config).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -178,21 +178,26 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     assert suggestion["model_version"] == v1["version"]
     assert upload["category"] == suggestion["category"] == "Men Tshirts", (upload, v1)
     attrs = suggestion["attributes"]
-    assert set(attrs) == {"color", "neck", "pattern", "print_or_pattern_type", "sleeve_length"}
+    # Only attributes the model was trained on are suggested: the dataset labels colour and
+    # pattern, never the neck, so the neck field stays for the seller to fill in.
+    assert set(attrs) == {"color", "pattern"}
     assert all(0 <= a["confidence"] <= 1 and a["alternatives"] for a in attrs.values())
     assert attrs["color"]["value"] == "black"
+    assert attrs["pattern"]["value"] == "printed"
 
-    other = "round" if attrs["neck"]["value"] != "round" else "polo"
     saved = alice.predict(upload["product_id"], "Men Tshirts",
-                          {"color": attrs["color"]["value"], "neck": other, "pattern": "not applicable"},
-                          api_name="/save")
-    assert saved["sources"] == {"color": "model_accepted", "neck": "model_edited", "pattern": "model_edited"}
+                          {"color": "black", "neck": "round", "pattern": "not applicable"}, api_name="/save")
+    assert saved["sources"] == {"color": "model_accepted", "neck": "seller", "pattern": "model_edited"}
     events = rows(app, "SELECT attribute, value, source, model_version_id FROM label_events "
                        f"WHERE product_id = {upload['product_id']} ORDER BY id")
     assert events == [
         ("color", "black", "model_accepted", v1["version"]),
-        ("neck", other, "model_edited", v1["version"]),
+        ("neck", "round", "seller", None),
         ("pattern", "not applicable", "model_edited", v1["version"]),
+    ]
+    history = alice.predict(upload["product_id"], api_name="/history")
+    assert [(h["attribute"], h["source"], h["user"]) for h in history] == [
+        ("color", "model_accepted", "alice"), ("neck", "seller", "alice"), ("pattern", "model_edited", "alice"),
     ]
 
     second = wait_for_run(admin, admin.predict("heads", api_name="/retrain")["run_id"])
