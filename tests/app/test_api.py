@@ -160,6 +160,15 @@ def test_wrong_password_is_refused(app):
         Client(app.url, auth=("alice", "wrong"), verbose=False)
 
 
+def test_a_failed_training_run_says_why_and_changes_nothing(app):
+    admin = app.client("admin")
+    run = wait_for_run(admin, admin.predict("heads", api_name="/retrain")["run_id"])
+    assert run["status"] == "failed"
+    assert "at least 10 are needed" in run["error"]
+    assert admin.predict(api_name="/model_status")["active"] is None
+    assert admin.predict(api_name="/versions") == []
+
+
 def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     admin, alice = app.client("admin"), app.client("alice")
     report = admin.predict(str(app.dataset), False, api_name="/import_data")
