@@ -1,0 +1,29 @@
+"""Every benchmark runs once in a tiny configuration, so none of them rots. Times are not judged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMOKE = {
+    "import_labels.py": ["--limit", "500"],
+    "train_myntra.py": ["--smoke"],
+    "retrain_speed.py": ["--smoke"],
+}
+
+
+def test_every_benchmark_has_a_smoke_run():
+    assert sorted(p.name for p in (ROOT / "bench").glob("*.py")) == sorted(SMOKE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_smoke(script, shared_data):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *SMOKE[script]],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
