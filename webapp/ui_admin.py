@@ -36,6 +36,16 @@ def score_history(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["version", "id", "series", "score"])
 
 
+def attribute_scores(rows: list[dict], last: int = 3) -> pd.DataFrame:
+    """Long form (attribute, version, score) for the newest versions, for a grouped bar chart."""
+    out = []
+    for r in [r for r in rows if r["per_attribute"]][:last]:
+        for a in r["per_attribute"]:
+            out.append({"attribute": f"{a['category']} / {a['attribute']}", "version": r["version"][-8:],
+                        "score": round(a["score"], 3)})
+    return pd.DataFrame(out, columns=["attribute", "version", "score"])
+
+
 def attribute_table(rows: list[dict], last: int = 4) -> pd.DataFrame:
     """Attributes x the newest versions: how each attribute's metric moved."""
     shown = [r for r in rows if r["per_attribute"]][:last]
@@ -90,7 +100,9 @@ def build_admin(ctx: AppContext) -> None:
         activate_msg = gr.Markdown()
         score_plot = gr.LinePlot(x="version", y="score", color="series", title="Metric per version",
                                  y_lim=[0, 1], height=300)
-        attribute_scores = gr.Dataframe(interactive=False, label="Metric per attribute, newest versions")
+        attribute_plot = gr.BarPlot(x="attribute", y="score", color="version", title="Metric per attribute",
+                                    y_lim=[0, 1], height=360, x_label_angle=-45)
+        attribute_table_view = gr.Dataframe(interactive=False, label="Metric per attribute, newest versions")
     timer = gr.Timer(2.0)
 
     @friendly
@@ -124,7 +136,7 @@ def build_admin(ctx: AppContext) -> None:
             runs = services.training_runs(ctx, request, limit=1)
             rows = services.versions(ctx, request)
         except AccessDenied:
-            return [gr.skip()] * 7
+            return [gr.skip()] * 8
         training = ctx.models.training
         choices = [(f"{r['version']} ({r['status']}, {r['score'] if r['score'] is None else round(r['score'], 4)})",
                     r["version"]) for r in rows]
@@ -135,10 +147,12 @@ def build_admin(ctx: AppContext) -> None:
             versions_frame(rows),
             gr.update(choices=choices),
             score_history(rows),
+            attribute_scores(rows),
             attribute_table(rows),
         ]
 
-    outputs = [run_md, retrain_btn, full_btn, versions_table, version_pick, score_plot, attribute_scores]
+    outputs = [run_md, retrain_btn, full_btn, versions_table, version_pick, score_plot, attribute_plot,
+               attribute_table_view]
     timer.tick(refresh, None, outputs, api_visibility="private", show_progress="hidden")
 
     @friendly
