@@ -17,6 +17,9 @@ from .media import MediaStore
 from .models import CATEGORY_ATTRIBUTE, LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MAX_PAGE = 1000
+# Ids are INTEGER columns (32 bits on PostgreSQL): a larger number is no product, and is
+# answered as such instead of with the driver's overflow error.
+MAX_ID = 2**31 - 1
 
 
 class NotFound(LookupError):
@@ -42,11 +45,18 @@ def can_see(viewer: User, product: Product) -> bool:
     return viewer.is_admin or product.owner_id == user_id(viewer)
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def get_product(session: Session, viewer: User, product_id: int) -> Product:
     try:
         key = int(product_id)  # a UI may hand over "12" or 12.0
-    except (TypeError, ValueError):
-        raise NotFound(f"product {product_id!r} not found") from None
+    except (TypeError, ValueError, OverflowError):
+        raise NotFound(f"product {_shown(product_id)} not found") from None
+    if not 0 < key <= MAX_ID:
+        raise NotFound(f"product {_shown(product_id)} not found")
     product = session.get(Product, key)
     if product is None or not can_see(viewer, product):
         raise NotFound(f"product {product_id!r} not found")
@@ -94,7 +104,8 @@ def list_products(
 ) -> list[Product]:
     """The viewer's products (an admin's: everyone's), newest first, one page."""
     limit = max(0, min(int(limit), MAX_PAGE))
-    query = _filtered(viewer, filters).order_by(Product.id.desc()).limit(limit).offset(max(0, int(offset)))
+    offset = max(0, min(int(offset), MAX_ID))
+    query = _filtered(viewer, filters).order_by(Product.id.desc()).limit(limit).offset(offset)
     return list(session.scalars(query))
 
 

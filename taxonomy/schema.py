@@ -42,6 +42,12 @@ def normalize(raw: str) -> str:
     return _WHITESPACE.sub(" ", raw).strip().casefold()
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr(text)``, shortened: an error message should not echo a megabyte back."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[: limit - 3]}... ({len(text)} characters)"
+
+
 def _preview(items: tuple[str, ...], limit: int = 40) -> str:
     shown = ", ".join(repr(i) for i in items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
@@ -89,7 +95,7 @@ class Category:
             if attr.name == key or attr.name == name:
                 return attr
         raise UnknownAttributeError(
-            f"unknown attribute {name!r} for category {self.name!r}; "
+            f"unknown attribute {_shown(name)} for category {self.name!r}; "
             f"allowed: {_preview(self.attribute_names)}"
         )
 
@@ -125,7 +131,7 @@ class Taxonomy:
             if normalize(cat.name) == key:
                 return cat
         raise UnknownCategoryError(
-            f"unknown category {name!r}; allowed: {_preview(self.category_names)}"
+            f"unknown category {_shown(name)}; allowed: {_preview(self.category_names)}"
         )
 
     def validate_value(self, category: str, attribute: str, raw: str | None) -> str | None:

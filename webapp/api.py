@@ -37,11 +37,12 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def queue(limit: int, request: gr.Request) -> list:
         """Your products waiting for review, least confident first."""
-        return services.review_queue(ctx, request, limit=max(1, min(int(limit), 500)))
+        return services.review_queue(ctx, request, limit=services.count_of(limit, name="limit", low=1, high=500))
 
     def products(limit: int, offset: int, request: gr.Request) -> list:
         """Your products (an admin's: everyone's), newest first."""
-        return services.my_products(ctx, request, limit=max(1, min(int(limit), 500)), offset=max(0, int(offset)))
+        return services.my_products(ctx, request, limit=services.count_of(limit, name="limit", low=1, high=500),
+                                    offset=services.count_of(offset, name="offset", low=0, high=2**31))
 
     def history(product_id: int, request: gr.Request) -> list:
         """Every label change of one product, oldest first, with its provenance."""
@@ -71,7 +72,7 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def runs(limit: int, request: gr.Request) -> list:
         """Admin: the newest training runs with status and progress."""
-        return services.training_runs(ctx, request, limit=max(1, min(int(limit), 100)))
+        return services.training_runs(ctx, request, limit=services.count_of(limit, name="limit", low=1, high=100))
 
     def versions(request: gr.Request) -> list:
         """Admin: every model version with its metrics, newest first."""

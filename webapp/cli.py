@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("data", type=Path, help="folder holding train.csv (and images/)")
     imp.add_argument("--labels-only", action="store_true", help="import the labels of rows without images")
     imp.add_argument("--owner", default="admin", help="user who will own the imported products")
+    imp.add_argument("--batch-size", type=int, default=1000,
+                     help="products per transaction; a crash loses at most the batch in flight")
     for name, what in (
         ("export-labels", "current labels (train.csv layout)"),
         ("export-predictions", "newest predictions (submission layout)"),
@@ -133,7 +135,8 @@ def import_command(args: argparse.Namespace) -> int:
     ensure_initial_admin(ctx)
     owner = _owner(ctx, args.owner)
     report = db.import_dataset(
-        ctx.sessions, ctx.taxonomy, ctx.media, args.data, owner=owner, labels_only=args.labels_only
+        ctx.sessions, ctx.taxonomy, ctx.media, args.data, owner=owner, labels_only=args.labels_only,
+        batch_size=args.batch_size,
     )
     print(report.summary())
     return 0

@@ -67,9 +67,12 @@ class ModelManager:
 
     def load_version(self, version: db.ModelVersion) -> Loaded:
         """Load a registered version, refusing a file whose checksum or taxonomy does not match."""
-        path = Path(version.path)
-        if not path.is_absolute():
-            path = self.models_dir / path  # stored relative, so a restored backup finds its files
+        if version.taxonomy_fingerprint != self.taxonomy.fingerprint:
+            raise ModelError(
+                f"model {version.id} was trained for another taxonomy (fingerprint {version.taxonomy_fingerprint}, "
+                f"this app's is {self.taxonomy.fingerprint}); retrain for this taxonomy"
+            )
+        path = self._path(version)
         if not path.is_file():
             raise ModelError(f"model {version.id}: checkpoint file {path} is missing")
         try:
@@ -80,6 +83,11 @@ class ModelManager:
             differences = "; ".join(predictor.taxonomy.differences(self.taxonomy)[:5])
             raise ModelError(f"model {version.id} was trained for another taxonomy ({differences})")
         return Loaded(version_id=version.id, predictor=predictor, metrics=dict(version.metrics or {}))
+
+    def _path(self, version: db.ModelVersion) -> Path:
+        path = Path(version.path)
+        # Stored relative, so a restored backup finds its files.
+        return path if path.is_absolute() else self.models_dir / path
 
     def load_active(self) -> Loaded | None:
         with self.sessions.begin() as session:
@@ -192,12 +200,18 @@ class ModelManager:
     def _train_and_gate(self, run_id: int, kind: str, user_id: int) -> tuple[str, str, str | None]:
         examples = self._examples(user_id)
         active = self._loaded
-        with self.sessions.begin() as session:
-            active_row = db.active_version(session)
-            active_path = None
-            if active_row is not None:
-                active_path = Path(active_row.path)
-                active_path = active_path if active_path.is_absolute() else self.models_dir / active_path
+        active_path, checksum = None, None
+        if active is not None:
+            # The base is the model that is serving, checked again: its file must still be the one
+            # recorded, or a damaged or replaced file would become the next version's backbone.
+            with self.sessions.begin() as session:
+                row = db.get_version(session, active.version_id)
+                active_path, checksum = self._path(row), row.checksum
+            if not active_path.is_file() or db.file_sha256(active_path) != checksum:
+                raise ModelError(
+                    f"the active model's file {active_path} was changed or removed since it was recorded; "
+                    "activate another version before retraining"
+                )
         progress = self._progress(run_id)
         # Each run writes into a folder of its own, so no version's file is ever overwritten.
         out_dir = self.models_dir / f"run-{run_id:05d}"
@@ -219,7 +233,8 @@ class ModelManager:
             raise ModelError("no held-out products to judge the new model on; label more products")
         candidate_score = float(result.metrics["score"])
         if active is not None and active_path is not None:
-            reference = trainer.evaluate_checkpoint(active_path, judged, cache_dir=self.cache_dir).score
+            reference = trainer.evaluate_checkpoint(active_path, judged, cache_dir=self.cache_dir,
+                                                   expected_sha256=checksum).score
             against = f"active version {active.version_id}"
         else:
             trained_on = [e for e in examples if e.id not in held_out]

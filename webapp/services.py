@@ -44,6 +44,16 @@ def _user(session: Session, who: object) -> db.User:
     return user_from_request(session, _Who(who) if isinstance(who, str) else who)
 
 
+# Counts arrive as whatever JSON a client sent; product ids are checked by ``db.get_product``.
+def count_of(raw: object, *, name: str, low: int, high: int) -> int:
+    """A page size or offset from an API value, clamped to ``low..high``."""
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ServiceError(f"{name} must be a whole number, got {str(raw)[:40]!r}") from None
+    return max(low, min(value, high))
+
+
 # -- what a product looks like to the form -----------------------------------------------------
 
 
@@ -66,10 +76,14 @@ def _suggestion(stored: db.StoredPrediction | None) -> dict | None:
     }
 
 
-def product_payload(ctx: AppContext, session: Session, user: db.User, product: db.Product) -> dict:
+def product_payload(ctx: AppContext, session: Session, user: db.User, product: db.Product,
+                    *, made_by: str | None = None) -> dict:
+    """What the form shows; ``made_by`` is the version that has just made a suggestion for this
+    request, shown even if a retrain activated another version in the meantime."""
     active = ctx.models.active
     stored = db.latest_prediction(session, user, product.id)
-    if stored is not None and (active is None or stored.model_version_id != active.version_id):
+    current = {active.version_id if active else None, made_by} - {None}
+    if stored is not None and stored.model_version_id not in current:
         # A suggestion from a model that is no longer active is history, not advice.
         stored = db.latest_prediction(session, user, product.id, model_version_id=active.version_id) if active else None
     return {
@@ -128,13 +142,15 @@ def _store_upload(ctx: AppContext, who: object, data: bytes, image: Image.Image,
     with ctx.transaction() as session:
         user = _user(session, who)
         product, created = db.add_uploaded_product(session, ctx.taxonomy, ctx.media, user, data, category)
+        made_by = None
         if suggested is not None:
             version, prediction = suggested
             if prediction.category != product.category:
                 # The photo was known already under another category: suggest for that one.
                 version, prediction = _predict(ctx, image, product.category) or suggested
             db.save_prediction(session, product, version, prediction)
-        payload = product_payload(ctx, session, user, product)
+            made_by = version
+        payload = product_payload(ctx, session, user, product, made_by=made_by)
     return {**payload, "created": created}
 
 
@@ -153,13 +169,13 @@ def upload(ctx: AppContext, who: object, paths: list[str], category: str | None 
 def get_product(ctx: AppContext, who: object, product_id: int) -> dict:
     with ctx.transaction() as session:
         user = _user(session, who)
-        return product_payload(ctx, session, user, db.get_product(session, user, int(product_id)))
+        return product_payload(ctx, session, user, db.get_product(session, user, product_id))
 
 
 def product_image(ctx: AppContext, who: object, product_id: int, *, thumbnail: bool = False) -> Image.Image | None:
     """The product's photo (upright RGB) if the user may see it; None for a label-only product."""
     with ctx.transaction() as session:
-        product = db.get_product(session, _user(session, who), int(product_id))
+        product = db.get_product(session, _user(session, who), product_id)
         path = db.image_path(ctx.media, product)
     if path is None:
         return None
@@ -185,7 +201,7 @@ def save_labels(ctx: AppContext, who: object, product_id: int, category: str, la
         raise ServiceError("labels must be an object of attribute -> value")
     with ctx.transaction() as session:
         user = _user(session, who)
-        product = db.get_product(session, user, int(product_id))
+        product = db.get_product(session, user, product_id)
         cat = ctx.taxonomy.category(category)
         clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
         before = product_payload(ctx, session, user, product)
@@ -246,7 +262,7 @@ def history(ctx: AppContext, who: object, product_id: int) -> list[dict]:
         return [
             {"attribute": e.attribute, "value": e.value, "source": e.source, "user": e.user_name,
              "model_version": e.model_version_id, "at": e.created_at.isoformat(timespec="seconds")}
-            for e in db.label_history(session, user, int(product_id))
+            for e in db.label_history(session, user, product_id)
         ]
 
 

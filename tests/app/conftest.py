@@ -48,16 +48,20 @@ class RunningApp:
         return self.data_dir / "visual_taxonomy.sqlite3"
 
 
-def start_app(data_dir: Path, dataset: Path, extra_env: dict | None = None) -> RunningApp:
+def start_app(data_dir: Path, dataset: Path, extra_env: dict | None = None, *,
+              users: dict[str, tuple[str, str]] | None = None, args: tuple[str, ...] = ()) -> RunningApp:
+    """Start ``app.py serve`` on a free loopback port; ``users`` (name -> (password, role))
+    go into its users file, ``args`` onto its command line (``--database-url ...``)."""
     users_file = data_dir.parent / "users.json"
-    users_file.write_text(json.dumps([{"name": n, "password": p, "role": r} for n, (p, r) in USERS.items()]))
+    entries = (users or USERS).items()
+    users_file.write_text(json.dumps([{"name": n, "password": p, "role": r} for n, (p, r) in entries]))
     port = free_port()
     log = data_dir.parent / f"app-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "serve", "--data-dir", str(data_dir), "--port", str(port),
-         "--users-file", str(users_file)],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+         "--users-file", str(users_file), *args],
+        cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
