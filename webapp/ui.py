@@ -96,7 +96,9 @@ def build(ctx: AppContext) -> gr.Blocks:
         out[0] = image
         return out
 
-    with gr.Blocks(title="Visual Taxonomy") as demo:
+    # Gradio keeps uploads and the photos it shows in its cache under unguessable names; clearing
+    # files older than an hour keeps them from lingering there.
+    with gr.Blocks(title="Visual Taxonomy", delete_cache=(1800, 3600)) as demo:
         header = gr.Markdown("Visual Taxonomy")
         batch = gr.State([])
         queue_ids = gr.State([])
