@@ -86,6 +86,14 @@ def product_payload(ctx: AppContext, session: Session, user: db.User, product: d
     if stored is not None and stored.model_version_id not in current:
         # A suggestion from a model that is no longer active is history, not advice.
         stored = db.latest_prediction(session, user, product.id, model_version_id=active.version_id) if active else None
+        if stored is None and active is not None and product.image_sha256 is not None:
+            # Not re-scored yet (it came in while the queue was being re-scored): ask the active
+            # model now, so the form and the provenance of the next save agree on one version.
+            image = decode_image(Path(db.image_path(ctx.media, product)))[0]
+            suggested = _predict(ctx, image, product.category)
+            if suggested is not None:
+                db.save_prediction(session, product, *suggested)
+                stored = db.latest_prediction(session, user, product.id, model_version_id=suggested[0])
     return {
         "product_id": product.id,
         "category": product.category,
