@@ -4,6 +4,7 @@ that predicts the category itself so the app can prefill it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,6 +78,16 @@ class HeadBank(nn.Module):
         # How many labels each attribute head was trained on (-1: not recorded). A head that never
         # saw a label has nothing to say, and the predictor makes no suggestion from it.
         self.register_buffer("trained_labels", torch.full((len(heads),), -1, dtype=torch.int64))
+        # Post-hoc prior correction (logit adjustment, Menon et al. 2021): at inference a head's
+        # logits become logit_v - tau * log prior_v, with the prior counted on the training labels.
+        # The competition metric averages macro-F1, which rewards the rare values a model trained
+        # on skewed labels under-predicts. tau = 0 (the default, and old checkpoints) changes nothing.
+        sizes = [len(attr.values) for cat in taxonomy.categories for attr in cat.attributes]
+        self.value_offsets = [0]
+        for v in sizes:
+            self.value_offsets.append(self.value_offsets[-1] + v)
+        self.register_buffer("value_counts", torch.zeros(self.value_offsets[-1]))  # (sum V,)
+        self.register_buffer("logit_adjustment", torch.zeros(()))  # tau
 
     @torch.no_grad()
     def standardize_from(self, vectors: torch.Tensor) -> None:
@@ -91,6 +102,29 @@ class HeadBank(nn.Module):
     def record_label_counts(self, counts: list[torch.Tensor]) -> None:
         """``counts`` per head (taxonomy order), as ``labels.head_counts`` gives them."""
         self.trained_labels.copy_(torch.tensor([int(c.sum()) for c in counts], dtype=torch.int64))
+        self.value_counts.copy_(torch.cat([c.float() for c in counts]) if counts else self.value_counts)
+
+    @torch.no_grad()
+    def set_logit_adjustment(self, tau: float) -> None:
+        self.logit_adjustment.fill_(float(tau))
+
+    def log_prior(self, head: int) -> torch.Tensor:
+        """log p(value) of ``head`` on its training labels (V,); an unseen value counts as seen once,
+        so the correction never lifts it above the rarest value the head did see."""
+        counts = self.value_counts[self.value_offsets[head] : self.value_offsets[head + 1]].clamp(min=1.0)  # (V,)
+        return counts.log() - counts.sum().log()  # (V,)
+
+    def _adjust(self, head: int, logits: torch.Tensor) -> torch.Tensor:
+        if self.training or float(self.logit_adjustment) == 0.0 or int(self.trained_labels[head]) <= 0:
+            return logits  # training sees raw logits: the correction is post hoc
+        return logits - self.logit_adjustment * self.log_prior(head).to(logits.dtype)  # (n, V)
+
+    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # Checkpoints written before the prior correction existed load with it switched off.
+        for name in ("value_counts", "logit_adjustment"):
+            state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
         """Pooled features (B, C); ``categories`` (B,) routes each row, else the predicted category."""
@@ -102,5 +136,5 @@ class HeadBank(nn.Module):
             rows = torch.nonzero(routing == c).squeeze(1)  # (n,)
             xc = x.index_select(0, rows)  # (n, C)
             for position, h in enumerate(self.head_index[c]):
-                outputs.append(HeadLogits(h, c, position, rows, self.attribute_heads[h](xc)))  # (n, V)
+                outputs.append(HeadLogits(h, c, position, rows, self._adjust(h, self.attribute_heads[h](xc))))  # (n, V)
         return HeadOutputs(category_logits, routing, outputs)

@@ -167,6 +167,7 @@ def retrain_heads(
     model.heads.standardize_from(fit_set.vectors)
     fit_labels = encode_labels(fit_part, taxonomy)
     model.heads.record_label_counts(head_counts(fit_labels, taxonomy))
+    model.heads.set_logit_adjustment(config.logit_adjustment)
 
     def evaluate_heads(heads: HeadBank) -> float:
         return heads_report(heads, stop_set, stop_part, taxonomy, dev).score

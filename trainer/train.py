@@ -186,6 +186,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     labels = encode_labels(train_set.examples, taxonomy)
     model.heads.record_label_counts(head_counts(labels, taxonomy))
+    model.heads.set_logit_adjustment(config.logit_adjustment)
     loss_fn = make_loss(labels, taxonomy, config).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -240,7 +241,9 @@ def fit(
                             "seconds": time.perf_counter() - t0})
             logger.info("epoch %d/%d loss %.4f val %.4f (%.1fs)", epoch + 1, config.epochs, loss, val_score,
                         history[-1]["seconds"])
-            if val_score > best_score:
+            # With nothing held out the schedule is fixed in advance (epochs chosen on a held-out
+            # run), so the last epoch is the one kept, not the one with the lowest training loss.
+            if val_score > best_score or report is None:
                 best_score, best_epoch, bad_epochs = val_score, epoch + 1, 0
                 metrics = {**(report.as_dict() if report else {}), "epoch": epoch + 1, "loss": loss}
                 best_ckpt = save_checkpoint(ckpt_path, model, preprocess=preprocess, train_config=config.to_dict(),
