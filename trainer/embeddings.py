@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from taxonomy import ImageError, LabeledExample
 
 from .checkpoint import atomic_save
+from .fastpath import inference_backbone
 from .model import Backbone
 from .preprocess import Preprocess, open_image, prepare_image, to_model_input
 from .runtime import autocast
@@ -96,8 +98,16 @@ def embed_examples(
     dtype: torch.dtype | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
+    fast: bool = False,
+    decode_workers: int = 2,
 ) -> Embedded:
-    """Embeddings of every example's photo, from the cache where present, else computed batched."""
+    """Embeddings of every example's photo, from the cache where present, else computed batched.
+
+    Photos are decoded by ``decode_workers`` threads (PIL releases the GIL while it decodes and
+    resizes), the next batch while the backbone runs on this one. ``fast`` runs the backbone through
+    ``trainer.fastpath`` where it applies (a CPU, no autocast); it is off by default because at
+    batch 64, folding cost included, it was no faster in ``bench/embed_throughput.py``.
+    """
     cache = EmbeddingCache(cache_dir, fingerprint) if cache_dir is not None else None
     keys: list[str | None] = []
     skipped: list[tuple[str, str]] = []
@@ -113,30 +123,39 @@ def embed_examples(
     todo = [(ex, k) for ex, k in zip(examples, keys) if k is not None and (cache is None or k not in cache)]
     todo = list({k: (ex, k) for ex, k in todo}.values())  # the same photo twice is embedded once
     backbone.eval().to(device)
-    batch: list[torch.Tensor] = []
-    batch_keys: list[str] = []
+    net = inference_backbone(backbone, device, fast=fast and dtype is None)
 
-    def flush() -> None:
-        raw = torch.stack(batch).to(device)  # (b, 3, S, S)
-        with autocast(device, dtype):
-            vec = backbone(to_model_input(raw, preprocess)).float().cpu()  # (b, C)
-        fresh.update(zip(batch_keys, vec))
-        batch.clear()
-        batch_keys.clear()
-
-    for i, (ex, key) in enumerate(todo):
+    def decode(ex: LabeledExample) -> torch.Tensor | ImageError:
         try:
-            batch.append(prepare_image(open_image(ex.image_path), preprocess))  # (3, S, S)
-            batch_keys.append(key)
+            return prepare_image(open_image(ex.image_path), preprocess)  # (3, S, S)
         except ImageError as exc:
-            skipped.append((ex.id, str(exc)))
-            keys[examples.index(ex)] = None
-        if len(batch) == batch_size:
-            flush()
-        if progress is not None and (i % batch_size == 0 or i == len(todo) - 1):
-            progress((i + 1) / len(todo), f"embedding photos {i + 1}/{len(todo)}")
-    if batch:
-        flush()
+            return exc
+
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    with ThreadPoolExecutor(max_workers=max(1, decode_workers)) as pool:
+        pending = [pool.submit(decode, ex) for ex, _ in chunks[0]] if chunks else []
+        done = 0
+        for n, chunk in enumerate(chunks):
+            decoded = [f.result() for f in pending]
+            if n + 1 < len(chunks):  # decoded while the backbone runs on this batch
+                pending = [pool.submit(decode, ex) for ex, _ in chunks[n + 1]]
+            batch: list[torch.Tensor] = []
+            batch_keys: list[str] = []
+            for (ex, key), image in zip(chunk, decoded):
+                if isinstance(image, ImageError):
+                    skipped.append((ex.id, str(image)))
+                    keys[examples.index(ex)] = None
+                else:
+                    batch.append(image)
+                    batch_keys.append(key)
+            if batch:
+                raw = torch.stack(batch).to(device)  # (b, 3, S, S)
+                with autocast(device, dtype):
+                    vec = net(to_model_input(raw, preprocess)).float().cpu()  # (b, C)
+                fresh.update(zip(batch_keys, vec))
+            done += len(chunk)
+            if progress is not None:
+                progress(done / len(todo), f"embedding photos {done}/{len(todo)}")
     if cache is not None and fresh:
         cache.add(list(fresh), torch.stack(list(fresh.values())))
         cache.save()

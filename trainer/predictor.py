@@ -15,6 +15,7 @@ from taxonomy import AttributePrediction, ProductPrediction
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .evaluation import average, to_probabilities
+from .fastpath import inference_backbone
 from .heads import HeadOutputs
 from .preprocess import open_image, prepare_image, to_model_input
 from .runtime import resolve_device
@@ -30,10 +31,12 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: Checkpoint, *, device: str | torch.device | None = None,
-                 batch_size: int = 32, tta_flip: bool = False) -> None:
+                 batch_size: int = 32, tta_flip: bool = False, fast: bool = True) -> None:
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.model = checkpoint.build_model(self.device)
+        # fast=False keeps the plain fp32 eager backbone (the reference the fast path is checked against)
+        self._backbone = inference_backbone(self.model.backbone, self.device, fast=fast)
         self.batch_size = batch_size
         self.tta_flip = tta_flip
         self._lock = threading.Lock()
@@ -95,9 +98,9 @@ class Predictor:
     @torch.inference_mode()
     def _forward(self, raw: torch.Tensor, given: torch.Tensor) -> HeadOutputs:
         x = to_model_input(raw.to(self.device), self.checkpoint.preprocess)  # (b, 3, S, S)
-        features = self.model.backbone(x)  # (b, C)
+        features = self._backbone(x)  # (b, C)
         if self.tta_flip:
-            features = torch.stack([features, self.model.backbone(x.flip(3))])  # (2, b, C)
+            features = torch.stack([features, self._backbone(x.flip(3))])  # (2, b, C)
         else:
             features = features.unsqueeze(0)  # (1, b, C)
         cat_probs = sum(self.model.heads.category_head(f).softmax(dim=1) for f in features) / len(features)  # (b, K)

@@ -53,7 +53,10 @@ def test_any_image_mode_and_exif_orientation(predictor, gen_data) -> None:
               buffer.getvalue(), gen_data["test"][0].image_path]
     preds = predictor.predict(inputs)
     assert len(preds) == len(inputs) and preds[0].category == preds[-1].category
-    assert preds[0].attributes == predictor.predict([gen_data["test"][0].image_path])[0].attributes
+    alone = predictor.predict([gen_data["test"][0].image_path])[0].attributes
+    # Same values; probabilities to float rounding (the fast CPU path's kernels depend on the batch size).
+    assert {k: a.value for k, a in preds[0].attributes.items()} == {k: a.value for k, a in alone.items()}
+    assert all(a.probability == pytest.approx(alone[k].probability, abs=1e-4) for k, a in preds[0].attributes.items())
     with pytest.raises(ImageError):
         predictor.predict([b"not an image"])
 
