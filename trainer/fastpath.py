@@ -2,7 +2,7 @@
 
 Chosen by measurement on the project's 2-core AVX-512 CPU (no native bf16; see
 ``bench/RESULTS.md``, "Fast CPU inference: what was tried"): each BatchNorm folded into the
-convolution before it (``torch.fx``), which removes a pass over every feature map, and the
+convolution before it (by hand, see ``_fold_batchnorm``), which removes a pass over every feature map, and the
 weights and input in channels-last layout, which oneDNN's convolutions run without reordering.
 TorchScript freezing, ``optimize_for_inference`` and bf16 autocast were measured too and were
 slower or no better here, so they are not used.
@@ -18,7 +18,7 @@ import logging
 
 import torch
 from torch import nn
-from torch.fx.experimental.optimization import fuse
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +32,33 @@ def inference_backbone(backbone: nn.Module, device: torch.device, *, fast: bool 
     """
     if not fast or device.type != "cpu":
         return backbone
-    try:
-        folded = fuse(copy.deepcopy(backbone).eval())
-    except Exception as exc:  # a module fx cannot trace is still served, unfolded
-        logger.warning("BatchNorm folding failed (%s); using the unfolded backbone", exc)
-        return backbone
+    folded = copy.deepcopy(backbone).eval()
+    if not _fold_batchnorm(folded):
+        logger.warning("no BatchNorm to fold in %s; serving it unfolded, channels-last", type(backbone).__name__)
     folded.requires_grad_(False)
     return _ChannelsLast(folded.to(memory_format=torch.channels_last), getattr(backbone, "out_features", None))
+
+
+def _fold_batchnorm(module: nn.Module) -> int:
+    """Fold every BatchNorm2d that directly follows a Conv2d among its siblings into that conv.
+
+    In torchvision's ResNets each convolution's BatchNorm is registered right after it (the stem,
+    every block, every downsample), so registration order finds the pairs. This is done by hand
+    rather than with ``torch.fx``: fx tracing patches ``nn.Module.__call__`` process-wide while it
+    runs, which breaks forward passes of other threads (the app loads a model while serving).
+    """
+    folded = 0
+    previous: tuple[str, nn.Module] | None = None
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm2d) and previous is not None and isinstance(previous[1], nn.Conv2d):
+            setattr(module, previous[0], fuse_conv_bn_eval(previous[1], child))
+            setattr(module, name, nn.Identity())
+            folded += 1
+            previous = None
+            continue
+        folded += _fold_batchnorm(child)
+        previous = (name, child)
+    return folded
 
 
 class _ChannelsLast(nn.Module):
