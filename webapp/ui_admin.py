@@ -52,7 +52,7 @@ def attribute_table(rows: list[dict], last: int = 4) -> pd.DataFrame:
     table: dict[str, dict[str, float]] = {}
     for r in reversed(shown):
         for a in r["per_attribute"]:
-            table.setdefault(f"{a['category']} / {a['attribute']}", {})[r["version"][:12]] = round(a["score"], 3)
+            table.setdefault(f"{a['category']} / {a['attribute']}", {})[r["version"][-8:]] = round(a["score"], 3)
     frame = pd.DataFrame.from_dict(table, orient="index")
     return frame.reset_index(names="attribute") if not frame.empty else pd.DataFrame(columns=["attribute"])
 
