@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+
+from taxonomy import file_sha256
 
 from .models import (
     RUN_ACTIVE_STATUSES,
@@ -29,14 +30,6 @@ class RegistryError(ValueError):
 
 class RunInProgressError(RegistryError):
     """Another training run is queued or running."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- model versions ------------------------------------------------------------------------------

@@ -45,6 +45,6 @@ __all__ = [
     "write_submission", "write_train_csv",
 ]
 
-from .images import ImageError, ImageInfo, decode_image, load_rgb, read_image_bytes, to_rgb
+from .images import ImageError, ImageInfo, decode_image, file_sha256, load_rgb, read_image_bytes, to_rgb
 
-__all__ += ["ImageError", "ImageInfo", "decode_image", "load_rgb", "read_image_bytes", "to_rgb"]
+__all__ += ["ImageError", "ImageInfo", "decode_image", "file_sha256", "load_rgb", "read_image_bytes", "to_rgb"]

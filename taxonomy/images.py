@@ -40,6 +40,16 @@ class ImageInfo:
         return FORMAT_SUFFIX[self.format]
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in 1 MB blocks: checkpoints, backups and media are named or
+    checked by it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_image_bytes(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_BYTES) -> bytes:
     if isinstance(source, bytes):
         data = source

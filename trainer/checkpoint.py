@@ -7,7 +7,6 @@ preprocessing, the training config, its metrics, its version id and its parent's
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import torch
 
-from taxonomy import Taxonomy, TaxonomyError
+from taxonomy import Taxonomy, TaxonomyError, file_sha256
 
 from .config import ModelConfig
 from .model import TaxonomyNet
@@ -59,14 +58,6 @@ class Checkpoint:
 
 def new_version_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

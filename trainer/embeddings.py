@@ -7,7 +7,6 @@ embeddings are never mixed with fresh ones.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from taxonomy import ImageError, LabeledExample
+from taxonomy import ImageError, LabeledExample, file_sha256
 
 from .checkpoint import atomic_save
 from .fastpath import inference_backbone
@@ -33,7 +32,7 @@ _LOCK = threading.Lock()  # one writer per process; the file itself is replaced 
 
 
 def image_sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 class EmbeddingCache:

@@ -7,7 +7,6 @@ the checksum of every file, and a restore checks both before it reports success.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from sqlalchemy import Engine, MetaData, func, select
 from sqlalchemy.engine import make_url
 
 import db
+from taxonomy import file_sha256
 
 from .settings import Settings
 
@@ -40,14 +40,6 @@ def table_counts(engine: Engine) -> dict[str, int]:
                 for name, table in sorted(metadata.tables.items())}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_tree(source: Path, target: Path) -> dict[str, str]:
     """Copy every file under ``source``; returns relative path -> sha256."""
     files = {}
@@ -58,7 +50,7 @@ def _copy_tree(source: Path, target: Path) -> dict[str, str]:
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
-        files[str(rel)] = _sha256(dest)
+        files[str(rel)] = file_sha256(dest)
     return files
 
 
@@ -106,7 +98,7 @@ def backup(settings: Settings, out_dir: Path) -> Path:
         "dialect": dump,
         "schema_revision": revision,
         "tables": counts,
-        "database_sha256": _sha256(target / dump),
+        "database_sha256": file_sha256(target / dump),
         "media": _copy_tree(settings.media_dir, target / "media"),
         "models": _copy_tree(settings.models_dir, target / "models"),
     }
@@ -117,7 +109,7 @@ def backup(settings: Settings, out_dir: Path) -> Path:
 def _verify_files(folder: Path, expected: dict[str, str], what: str) -> None:
     for rel, digest in expected.items():
         path = folder / rel
-        if not path.is_file() or _sha256(path) != digest:
+        if not path.is_file() or file_sha256(path) != digest:
             raise BackupError(f"{what} file {rel} is missing or damaged in the backup")
 
 
@@ -132,7 +124,7 @@ def restore(settings: Settings, backup_dir: Path, *, force: bool = False) -> dic
     except (OSError, json.JSONDecodeError) as exc:
         raise BackupError(f"{backup_dir} is not a Visual Taxonomy backup: {exc}") from None
     dump = backup_dir / manifest["dialect"]
-    if not dump.is_file() or _sha256(dump) != manifest["database_sha256"]:
+    if not dump.is_file() or file_sha256(dump) != manifest["database_sha256"]:
         raise BackupError(f"the database file of {backup_dir} is missing or damaged")
     _verify_files(backup_dir / "media", manifest["media"], "photo")
     _verify_files(backup_dir / "models", manifest["models"], "model")
