@@ -34,10 +34,6 @@ class AppContext:
         with self.sessions.begin() as session:
             yield session
 
-    def close(self) -> None:
-        self.models.shutdown()
-        self.engine.dispose()
-
 
 def open_context(settings: Settings, *, load_model: bool = True) -> AppContext:
     """Open the database (upgrading its schema), the media store and the active model."""

@@ -153,9 +153,6 @@ class ModelManager:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def shutdown(self) -> None:
-        """Nothing to flush: an unfinished run is marked interrupted on the next start."""
-
     def _progress(self, run_id: int) -> Callable[[float, str], None]:
         last = [0.0]
 
