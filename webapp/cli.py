@@ -108,7 +108,11 @@ def serve(args: argparse.Namespace) -> int:
         prevent_thread_lock=True,
         **auth,
     )
-    demo.server_app.tokens = ExpiringTokens(settings.session_hours * 3600)
+    issued_before, tokens = demo.server_app.tokens, ExpiringTokens(settings.session_hours * 3600)
+    demo.server_app.tokens = tokens
+    # The server already answers while this swap happens: keep sign-ins made in that moment.
+    for token, user in list(issued_before.items()):
+        tokens[token] = user
     demo.block_thread()
     return 0
 
