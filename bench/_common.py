@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import sys
@@ -42,3 +43,19 @@ def percentile(values: list[float], q: float) -> float:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def myntra_missing(data: Path = MYNTRA) -> bool:
+    """True (and a message on stderr) when the myntra-dev set is not at ``data``."""
+    if (data / "train.csv").is_file():
+        return False
+    print(f"myntra-dev not found at {data}", file=sys.stderr)
+    return True
+
+
+def emit(numbers: dict, json_path: Path | None) -> None:
+    """Print the figures as JSON and, when asked, write them to ``json_path`` too."""
+    text = json.dumps(numbers, indent=1)
+    print(text)
+    if json_path is not None:
+        json_path.write_text(text + "\n")

@@ -28,7 +28,7 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, device_name, pick_device
+from _common import MYNTRA, ROOT, device_name, emit, pick_device
 
 from tests.app._data import make_learnable_dataset
 
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "restarted_serving_peak_mb": round(serving["VmHWM"] / 1024, 1),
         "target_mb": 1536,
     }
-    print(json.dumps(numbers, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n")
+    emit(numbers, args.json)
     return 0
 
 

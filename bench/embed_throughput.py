@@ -17,7 +17,6 @@ affects them alike; no cache is used (every photo is embedded).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, device_name, pick_device, sync
+from _common import MYNTRA, device_name, emit, myntra_missing, pick_device, sync
 
 from taxonomy import taxonomy_from_competition
 from trainer import (
@@ -58,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    if not (MYNTRA / "train.csv").is_file():
-        print(f"myntra-dev not found at {MYNTRA}", file=sys.stderr)
+    if myntra_missing(MYNTRA):
         return 2
     torch.set_num_threads(args.threads)
     device = pick_device()
@@ -104,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     numbers = {"device": device_name(device), "torch": torch.__version__, "threads": args.threads,
                "model": f"se-{config.arch} {config.image_size}px", "photos": n, "ways": rows}
-    print(json.dumps(numbers, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n")
+    emit(numbers, args.json)
     return 0
 
 

@@ -13,22 +13,18 @@ extrapolated to the same number of epochs.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _common import MYNTRA, emit, myntra_missing
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from taxonomy import taxonomy_from_competition  # noqa: E402
-from trainer import (  # noqa: E402
+from taxonomy import taxonomy_from_competition
+from trainer import (
     TrainConfig,
     build_model,
     default_model_config,
@@ -36,17 +32,15 @@ from trainer import (  # noqa: E402
     retrain_heads,
     save_checkpoint,
 )
-from trainer.labels import encode_labels  # noqa: E402
-from trainer.preprocess import Preprocess, augment  # noqa: E402
-from trainer.train import make_loss  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "myntra-dev"
+from trainer.labels import encode_labels
+from trainer.preprocess import Preprocess, augment
+from trainer.train import make_loss
 
 
 def make_products(n: int, folder: Path, taxonomy) -> list:
     from trainer import read_dataset
 
-    base, _ = read_dataset(DATA, taxonomy)
+    base, _ = read_dataset(MYNTRA, taxonomy)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):
@@ -69,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    if not (DATA / "train.csv").is_file():
-        print(f"myntra-dev not found at {DATA}", file=sys.stderr)
+    if myntra_missing(MYNTRA):
         return 2
     n = 300 if args.smoke else args.products
     subset = 32 if args.smoke else args.subset
-    taxonomy = taxonomy_from_competition(DATA / "category_attributes.parquet", DATA / "train.csv")
+    taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")
     work = Path(tempfile.mkdtemp(prefix="retrain-speed-"))
     products = make_products(n, work / "images", taxonomy)
     model_config = default_model_config("cpu", weights="none")
@@ -122,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "backbone_per_photo_s": round(per_photo, 4), "backbone_every_epoch_estimate_s": round(backbone_s, 1),
         "speedup": round(backbone_s / heads_s, 1), "held_out_score": second.metrics["score"],
     }
-    print(json.dumps(numbers, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n")
+    emit(numbers, args.json)
     return 0
 
 

@@ -21,7 +21,6 @@ suggestion and the category of val.csv's photos.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, device_name, percentile, pick_device, sync
+from _common import MYNTRA, device_name, emit, myntra_missing, percentile, pick_device, sync
 
 import db
 from db.users import hash_password
@@ -119,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    if not (MYNTRA / "train.csv").is_file():
-        print(f"myntra-dev not found at {MYNTRA}", file=sys.stderr)
+    if myntra_missing(MYNTRA):
         return 2
     torch.set_num_threads(args.threads)
     device = pick_device()
@@ -178,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         agree[label] = {"photos": len(some), "agree": same, "compared": total, "fraction": round(same / total, 4)}
     numbers = {"device": device_name(device), "torch": torch.__version__, "threads": args.threads,
                "photos": len(photos), "latency": rows, "top1_agreement": agree}
-    print(json.dumps(numbers, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n")
+    emit(numbers, args.json)
     return 0
 
 

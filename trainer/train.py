@@ -90,6 +90,7 @@ def train_one_epoch(
             continue
         raw = images.index_select(0, idx).to(device, non_blocking=True)  # (B, 3, S, S) uint8
         x = augment(raw, preprocess, generator) if use_augment else to_model_input(raw, preprocess)  # (B, 3, S, S)
+        x = x.contiguous(memory_format=torch.channels_last)
         cats = labels.categories.index_select(0, idx).to(device)  # (B,)
         targets = labels.targets.index_select(0, idx).to(device)  # (B, A)
         with autocast(device, dtype):
@@ -181,7 +182,9 @@ def fit(
     the state to resume from ``out_dir/last.pt``, the resolved config ``out_dir/config.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     taxonomy = model.taxonomy
-    model.to(device)
+    # Channels-last (NHWC) convolutions: 7-20% faster training steps on this CPU (bench/RESULTS.md),
+    # the same arithmetic; the weights load into either layout.
+    model.to(device, memory_format=torch.channels_last)
     dtype = resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     labels = encode_labels(train_set.examples, taxonomy)
