@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progressive-size", type=int, default=None,
+                        help="photo side of the first --progressive-fraction of the epochs (0: off)")
+    parser.add_argument("--progressive-fraction", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="2 folds of 80 photos, 1 epoch at 64 px")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
@@ -136,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, epochs=args.epochs)
     if args.image_size:
         model_config = replace(model_config, image_size=args.image_size)
+    if args.progressive_size is not None:
+        config = replace(config, progressive_size=args.progressive_size)
+    if args.progressive_fraction is not None:
+        config = replace(config, progressive_fraction=args.progressive_fraction)
     if k < 2:
         parser.error("--folds must be at least 2")
     args.out = args.out or Path(tempfile.mkdtemp(prefix="cv-myntra-"))
@@ -162,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "device": device_name(device),
         "folds": k, "photos_scored": len(scored), "epochs": config.epochs, "image_size": model_config.image_size,
+        "progressive": [config.progressive_size, config.progressive_fraction] if config.progressive_size else None,
         "minutes_per_fold": [r["minutes"] for r in records],
         "out_of_fold_score_by_tau": by_tau, "best_tau": float(best),
         "per_fold_score_by_tau": {str(t): [r["last_epoch_score"][str(t)] for r in records] for t in TAUS},

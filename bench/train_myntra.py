@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tau", type=float, default=None, help="logit adjustment (prior correction) strength")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progressive-size", type=int, default=None,
+                        help="photo side of the first --progressive-fraction of the epochs (0: off)")
+    parser.add_argument("--progressive-fraction", type=float, default=None)
     parser.add_argument("--smoke", action="store_true", help="a few photos, 1 epoch at 64 px")
     parser.add_argument("--held-out", action="store_true",
                         help="hold out 15%% of train.csv and keep the best epoch on it (as the app's full training)")
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         "focal_gamma": args.gamma,
         "class_weight_power": args.weight_power,
         "logit_adjustment": args.tau,
+        "progressive_size": args.progressive_size,
+        "progressive_fraction": args.progressive_fraction,
     }
     config = replace(config, seed=args.seed, **{k: v for k, v in train_over.items() if v is not None})
     if args.no_sampler:
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         numbers["val_score"] = round(report.score, 4)
         numbers["val_per_category"] = {k: round(v, 4) for k, v in report.per_category.items()}
+        by_name: dict[str, list[float]] = {}
+        for a in report.per_attribute:
+            by_name.setdefault(a.attribute, []).append(a.score)
+        numbers["val_per_attribute_mean"] = {k: round(sum(v) / len(v), 4) for k, v in by_name.items()}
         numbers["val_majority_baseline"] = round(majority_baseline(train, val, taxonomy).score, 4)
     numbers["references"] = REFERENCES
     emit(numbers, args.json)

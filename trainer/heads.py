@@ -81,7 +81,8 @@ class HeadBank(nn.Module):
         # Post-hoc prior correction (logit adjustment, Menon et al. 2021): at inference a head's
         # logits become logit_v - tau * log prior_v, with the prior counted on the training labels.
         # The competition metric averages macro-F1, which rewards the rare values a model trained
-        # on skewed labels under-predicts. tau = 0 (the default, and old checkpoints) changes nothing.
+        # on skewed labels under-predicts. tau = 0 (old checkpoints, and the GPU default) changes
+        # nothing; the CPU default's tau comes from cross-validation (``trainer.config``).
         sizes = [len(attr.values) for cat in taxonomy.categories for attr in cat.attributes]
         self.value_offsets = [0]
         for v in sizes:

@@ -86,11 +86,13 @@ class Augment:
 
 
 def augment(
-    images: torch.Tensor, preprocess: Preprocess, generator: torch.Generator, spec: Augment = Augment()
+    images: torch.Tensor, preprocess: Preprocess, generator: torch.Generator, spec: Augment = Augment(),
+    size: int | None = None,
 ) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> augmented, normalised float32 (B, 3, S, S).
+    """uint8 (B, 3, S, S) -> augmented, normalised float32 (B, 3, s, s), ``s = size or S``.
 
-    Random numbers come from ``generator`` (on the CPU) so a seeded run repeats exactly.
+    Random numbers come from ``generator`` (on the CPU) so a seeded run repeats exactly. A smaller
+    ``size`` resamples the same transformed photo onto a coarser grid (progressive resizing).
     """
     b = images.shape[0]
     device = images.device
@@ -108,7 +110,10 @@ def augment(
     theta = torch.stack(
         [torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1
     )  # (B, 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, S, S, 2)
+    side = size or x.shape[-1]
+    grid = F.affine_grid(theta, [b, 3, side, side], align_corners=False)  # (B, s, s, 2)
+    if side < x.shape[-1]:  # average down first, so the coarse grid does not alias fine stripes
+        x = F.interpolate(x, size=(side, side), mode="area")  # (B, 3, s, s)
     # Pixels pulled in from outside are white, like the studio background of catalogue photos.
     x = F.grid_sample(x - 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 1.0
     bright = uniform(1 - spec.brightness, 1 + spec.brightness).view(b, 1, 1, 1)

@@ -77,6 +77,7 @@ def train_one_epoch(
     batch_size: int,
     grad_clip: float,
     use_augment: bool = True,
+    size: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
     desc: str = "train",
 ) -> float:
@@ -89,7 +90,12 @@ def train_one_epoch(
         if idx.numel() < 2:  # GroupNorm is fine with one row, but a lone row makes a noisy step
             continue
         raw = images.index_select(0, idx).to(device, non_blocking=True)  # (B, 3, S, S) uint8
-        x = augment(raw, preprocess, generator) if use_augment else to_model_input(raw, preprocess)  # (B, 3, S, S)
+        if use_augment:
+            x = augment(raw, preprocess, generator, size=size)  # (B, 3, s, s)
+        else:
+            x = to_model_input(raw, preprocess)  # (B, 3, S, S)
+            if size is not None and size < x.shape[-1]:
+                x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")  # (B, 3, s, s)
         x = x.contiguous(memory_format=torch.channels_last)
         cats = labels.categories.index_select(0, idx).to(device)  # (B,)
         targets = labels.targets.index_select(0, idx).to(device)  # (B, A)
@@ -151,6 +157,13 @@ def evaluate(
     forward = image_forward(model, preprocess, device, dtype, tta_flip)
     rows = predict_values(forward, images, labels.categories, model.taxonomy, batch_size=batch_size)
     return score(examples, {e.id: r for e, r in zip(examples, rows)}, model.taxonomy)
+
+
+def epoch_size(config: TrainConfig, epoch: int) -> int | None:
+    """The photo side of training epoch ``epoch`` (0-based) under progressive resizing, else None."""
+    if config.progressive_size and epoch < round(config.epochs * config.progressive_fraction):
+        return config.progressive_size
+    return None
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, lr: float, steps: int):
@@ -235,7 +248,7 @@ def fit(
                 model, loss_fn, optimizer, scheduler, train_set.images, labels, order,
                 preprocess=preprocess, device=device, dtype=dtype, generator=generator,
                 batch_size=config.batch_size, grad_clip=config.grad_clip, use_augment=config.augment,
-                scaler=scaler, desc=f"epoch {epoch + 1}/{config.epochs}",
+                size=epoch_size(config, epoch), scaler=scaler, desc=f"epoch {epoch + 1}/{config.epochs}",
             )
             report = evaluate(model, val_set.images, val_set.examples, preprocess=preprocess, device=device,
                               dtype=dtype, tta_flip=config.tta_flip) if val_set.examples else None
