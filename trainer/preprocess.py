@@ -89,7 +89,7 @@ def augment(
     images: torch.Tensor, preprocess: Preprocess, generator: torch.Generator, spec: Augment = Augment(),
     size: int | None = None,
 ) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> augmented, normalised float32 (B, 3, s, s), ``s = size or S``.
+    """uint8 (B, 3, S, S) -> augmented, normalised float32 (B, 3, s, s), ``s = min(size or S, S)``.
 
     Random numbers come from ``generator`` (on the CPU) so a seeded run repeats exactly. A smaller
     ``size`` resamples the same transformed photo onto a coarser grid (progressive resizing).
@@ -110,7 +110,7 @@ def augment(
     theta = torch.stack(
         [torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1
     )  # (B, 2, 3)
-    side = size or x.shape[-1]
+    side = min(size or x.shape[-1], x.shape[-1])  # never above the stored photos' size
     grid = F.affine_grid(theta, [b, 3, side, side], align_corners=False)  # (B, s, s, 2)
     if side < x.shape[-1]:  # average down first, so the coarse grid does not alias fine stripes
         x = F.interpolate(x, size=(side, side), mode="area")  # (B, 3, s, s)

@@ -30,10 +30,12 @@ def test_a_smaller_side_is_the_same_photo_averaged_down() -> None:
     assert column.max() - column.min() > 3.0  # normalised units: white minus black is about 4.4
 
 
-def test_full_size_is_unchanged_by_the_size_argument() -> None:
+@pytest.mark.parametrize("size", [48, 80])
+def test_a_side_at_or_above_the_photos_changes_nothing(size) -> None:
+    """A model smaller than the progressive size (e.g. 64 px with the default 80) trains at its own size."""
     images, pre = _striped(), Preprocess(48)
     a = augment(images, pre, torch.Generator().manual_seed(1))
-    b = augment(images, pre, torch.Generator().manual_seed(1), size=48)
+    b = augment(images, pre, torch.Generator().manual_seed(1), size=size)
     assert torch.equal(a, b)
 
 
