@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -43,6 +44,19 @@ def percentile(values: list[float], q: float) -> float:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def add_common_args(parser: argparse.ArgumentParser, smoke_help: str = "a tiny configuration, for CI") -> None:
+    """The options every myntra benchmark takes: --threads, --smoke, --json."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+
+
+def ready(args: argparse.Namespace, data: Path = MYNTRA) -> bool:
+    """Set torch's thread count; False (with a message) when the myntra-dev set is missing."""
+    torch.set_num_threads(args.threads)
+    return not myntra_missing(data)
 
 
 def myntra_missing(data: Path = MYNTRA) -> bool:

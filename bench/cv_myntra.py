@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, device_name, emit, myntra_missing, pick_device
+from _common import MYNTRA, add_common_args, device_name, emit, pick_device, ready
 
 from taxonomy import LabeledExample, Taxonomy, taxonomy_from_competition
 from trainer import default_model_config, default_train_config, load_checkpoint, load_images, read_dataset, train_full
@@ -117,13 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progressive-size", type=int, default=None,
                         help="photo side of the first --progressive-fraction of the epochs (0: off)")
     parser.add_argument("--progressive-fraction", type=float, default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="2 folds of 80 photos, 1 epoch at 64 px")
-    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    add_common_args(parser, "2 folds of 80 photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    if myntra_missing(args.data):
+    if not ready(args, args.data):
         return 2
     device = pick_device()
     taxonomy = taxonomy_from_competition(args.data / "category_attributes.parquet", args.data / "train.csv")

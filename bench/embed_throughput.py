@@ -28,7 +28,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, device_name, emit, myntra_missing, pick_device, sync
+from _common import MYNTRA, add_common_args, device_name, emit, pick_device, ready, sync
 
 from taxonomy import taxonomy_from_competition
 from trainer import (
@@ -60,13 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=320)
     parser.add_argument("--round", type=int, default=160, help="photos per interleaved round")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
+    add_common_args(parser, "16 photos")
     args = parser.parse_args(argv)
-    if myntra_missing(MYNTRA):
+    if not ready(args, MYNTRA):
         return 2
-    torch.set_num_threads(args.threads)
     device = pick_device()
     n, per_round = (16, 8) if args.smoke else (args.photos, args.round)
     taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, emit, myntra_missing
+from _common import MYNTRA, add_common_args, emit, ready
 from PIL import Image
 
 from taxonomy import taxonomy_from_competition
@@ -57,13 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=5000)
     parser.add_argument("--subset", type=int, default=128, help="photos for the per-epoch backbone cost")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
+    add_common_args(parser, "300 products")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    if myntra_missing(MYNTRA):
+    if not ready(args, MYNTRA):
         return 2
     n = 300 if args.smoke else args.products
     subset = 32 if args.smoke else args.subset

@@ -30,7 +30,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, device_name, emit, myntra_missing, percentile, pick_device, sync
+from _common import MYNTRA, add_common_args, device_name, emit, percentile, pick_device, ready, sync
 
 import db
 from db.users import hash_password
@@ -114,13 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", type=int, default=None, help="val.csv photos for the agreement (default all)")
     parser.add_argument("--val-large", type=int, default=100,
                         help="at most this many of them for the SE-ResNet50 (its fp32 pass is slow on a CPU)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
+    add_common_args(parser, "2 photos")
     args = parser.parse_args(argv)
-    if myntra_missing(MYNTRA):
+    if not ready(args, MYNTRA):
         return 2
-    torch.set_num_threads(args.threads)
     device = pick_device()
     n_photos, n_val, n_calib = (2, 4, 4) if args.smoke else (args.photos, args.val, 64)
     taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")

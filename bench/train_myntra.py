@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, emit, myntra_missing
+from _common import MYNTRA, add_common_args, emit, ready
 
 from taxonomy import taxonomy_from_competition
 from trainer import (
@@ -54,20 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sampler", action="store_true")
     parser.add_argument("--weight-power", type=float, default=None)
     parser.add_argument("--tau", type=float, default=None, help="logit adjustment (prior correction) strength")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progressive-size", type=int, default=None,
                         help="photo side of the first --progressive-fraction of the epochs (0: off)")
     parser.add_argument("--progressive-fraction", type=float, default=None)
-    parser.add_argument("--smoke", action="store_true", help="a few photos, 1 epoch at 64 px")
     parser.add_argument("--held-out", action="store_true",
                         help="hold out 15%% of train.csv and keep the best epoch on it (as the app's full training)")
     parser.add_argument("--no-val", action="store_true", help="do not read val.csv (implies --held-out)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    add_common_args(parser, "a few photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    if myntra_missing(args.data):
+    if not ready(args, args.data):
         return 2
 
     taxonomy = taxonomy_from_competition(args.data / "category_attributes.parquet", args.data / "train.csv")
