@@ -73,3 +73,11 @@ def emit(numbers: dict, json_path: Path | None) -> None:
     print(text)
     if json_path is not None:
         json_path.write_text(text + "\n")
+
+
+def per_attribute_mean(report) -> dict[str, float]:
+    """Attribute name -> its score averaged over the categories that have it (a ``MetricReport``)."""
+    by_name: dict[str, list[float]] = {}
+    for a in report.per_attribute:
+        by_name.setdefault(a.attribute, []).append(a.score)
+    return {k: round(sum(v) / len(v), 4) for k, v in by_name.items()}

@@ -1,10 +1,10 @@
 """K-fold cross-validation of the CPU default on myntra-dev's train.csv (val.csv is never read).
 
-    python bench/cv_myntra.py --out /tmp/cv          # 3 folds of the default (about 30 minutes here)
+    python bench/cv_myntra.py --out /tmp/cv          # 3 folds of the default (about 40 minutes here)
     python bench/cv_myntra.py --out /tmp/cv --smoke  # 2 folds of a tiny run, for CI
 
 Each fold trains the project's default recipe on the other folds for its fixed schedule and keeps
-the last epoch (as ``train_myntra.py --all-train`` does for the final model). Its fold is scored
+the last epoch (as ``train_myntra.py`` does for the final model). Its fold is scored
 every epoch (the cross-validated learning curve) and, from the last epoch, predicted once per
 prior-correction strength tau. The out-of-fold predictions of all folds together give one score
 per tau over every photo of train.csv: the choice the default takes, instead of one held-out
@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, device_name, emit, pick_device, ready
+from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_mean, pick_device, ready
 
 from taxonomy import LabeledExample, Taxonomy, taxonomy_from_competition
 from trainer import default_model_config, default_train_config, load_checkpoint, load_images, read_dataset, train_full
@@ -149,17 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(k):
         train = [e for j, f in enumerate(folds) if j != i for e in f]
         records.append(run_fold(i, train, folds[i], taxonomy, args.out, model_config, config, device, TAUS))
-    scored = [e for f in folds for e in f if e.id in {i for r in records for i in r["predictions"]["0.0"]}]
+    predicted = {i for r in records for i in r["predictions"]["0.0"]}  # photos that could be read
+    scored = [e for f in folds for e in f if e.id in predicted]
     by_tau = {}
     per_attribute: dict[str, dict[str, float]] = {}
     for tau in TAUS:
         preds = {i: row for r in records for i, row in r["predictions"][str(tau)].items()}
         report = score(scored, preds, taxonomy)
         by_tau[str(tau)] = round(report.score, 4)
-        names: dict[str, list[float]] = {}
-        for a in report.per_attribute:
-            names.setdefault(a.attribute, []).append(a.score)
-        per_attribute[str(tau)] = {n: round(sum(v) / len(v), 4) for n, v in names.items()}
+        per_attribute[str(tau)] = per_attribute_mean(report)
     best = max(by_tau, key=lambda t: (by_tau[t], -abs(float(t))))
     epochs = len(records[0]["curve"])
     curve = [round(sum(r["curve"][e] for r in records) / k, 4) for e in range(epochs)]

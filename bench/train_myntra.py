@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, emit, ready
+from _common import MYNTRA, add_common_args, emit, per_attribute_mean, ready
 
 from taxonomy import taxonomy_from_competition
 from trainer import (
@@ -131,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         numbers["val_score"] = round(report.score, 4)
         numbers["val_per_category"] = {k: round(v, 4) for k, v in report.per_category.items()}
-        by_name: dict[str, list[float]] = {}
-        for a in report.per_attribute:
-            by_name.setdefault(a.attribute, []).append(a.score)
-        numbers["val_per_attribute_mean"] = {k: round(sum(v) / len(v), 4) for k, v in by_name.items()}
+        numbers["val_per_attribute_mean"] = per_attribute_mean(report)
         numbers["val_majority_baseline"] = round(majority_baseline(train, val, taxonomy).score, 4)
     numbers["references"] = REFERENCES
     emit(numbers, args.json)
