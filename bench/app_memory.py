@@ -54,9 +54,21 @@ class App:
         self.log = data_dir.parent / f"app-{port}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "serve", "--data-dir", str(data_dir), "--port", str(port),
-             "--users-file", str(users_file)],
-            cwd=ROOT, env=env, stdout=self.log.open("a"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(ROOT / "app.py"),
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                "--users-file",
+                str(users_file),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -143,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             app.stop()
     shutil.rmtree(root, ignore_errors=True)
     numbers = {
-        "device": device_name(pick_device()), "torch": torch.__version__, "model": active[0]["version"],
-        "suggestions": n, "suggestions_with_a_model_answer": made, "first_process_suggestions": made_first,
+        "device": device_name(pick_device()),
+        "torch": torch.__version__,
+        "model": active[0]["version"],
+        "suggestions": n,
+        "suggestions_with_a_model_answer": made,
+        "first_process_suggestions": made_first,
         "import_retrain_and_serving_peak_mb": round(first["VmHWM"] / 1024, 1),
         "restarted_model_loaded_rss_mb": round(loaded["VmRSS"] / 1024, 1),
         "restarted_serving_peak_mb": round(serving["VmHWM"] / 1024, 1),

@@ -51,9 +51,15 @@ def folds_of(examples: list[LabeledExample], k: int, seed: int) -> list[list[Lab
 
 
 @torch.inference_mode()
-def rows_by_tau(model: TaxonomyNet, examples: list[LabeledExample], images: torch.Tensor, preprocess: Preprocess,
-                taus: tuple[float, ...], tta_flip: bool, device: torch.device
-                ) -> dict[float, dict[str, dict[str, str]]]:
+def rows_by_tau(
+    model: TaxonomyNet,
+    examples: list[LabeledExample],
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    taus: tuple[float, ...],
+    tta_flip: bool,
+    device: torch.device,
+) -> dict[float, dict[str, dict[str, str]]]:
     """id -> predicted values, for each tau; the backbone runs once (twice with the mirror image)."""
     model.eval().to(device)
     cats = encode_labels(examples, model.taxonomy).categories.to(device)  # (N,)
@@ -74,8 +80,17 @@ def rows_by_tau(model: TaxonomyNet, examples: list[LabeledExample], images: torc
     return out
 
 
-def run_fold(i: int, train: list[LabeledExample], test: list[LabeledExample], taxonomy: Taxonomy, out: Path,
-             model_config, config, device: torch.device, taus: tuple[float, ...]) -> dict:
+def run_fold(
+    i: int,
+    train: list[LabeledExample],
+    test: list[LabeledExample],
+    taxonomy: Taxonomy,
+    out: Path,
+    model_config,
+    config,
+    device: torch.device,
+    taus: tuple[float, ...],
+) -> dict:
     fold_dir = out / f"fold{i}"
     done = fold_dir / "fold.json"
     if done.is_file():
@@ -84,9 +99,17 @@ def run_fold(i: int, train: list[LabeledExample], test: list[LabeledExample], ta
     t0 = time.perf_counter()
     # The fold is passed as the validation set so every epoch is scored on it (the learning
     # curve); the predictions below come from the last epoch's weights (last.pt), not the best.
-    result = train_full(train, taxonomy=taxonomy, out_dir=fold_dir, config=config, model_config=model_config,
-                        device=device, val_examples=test, resume=True,
-                        progress=lambda f, m: logging.info("fold %d %3.0f%% %s", i, 100 * f, m))
+    result = train_full(
+        train,
+        taxonomy=taxonomy,
+        out_dir=fold_dir,
+        config=config,
+        model_config=model_config,
+        device=device,
+        val_examples=test,
+        resume=True,
+        progress=lambda f, m: logging.info("fold %d %3.0f%% %s", i, 100 * f, m),
+    )
     minutes = (time.perf_counter() - t0) / 60
     ckpt = load_checkpoint(result.checkpoint_path)
     model = ckpt.build_model("cpu")
@@ -95,7 +118,9 @@ def run_fold(i: int, train: list[LabeledExample], test: list[LabeledExample], ta
     test_set = load_images(test, ckpt.preprocess)
     preds = rows_by_tau(model, test_set.examples, test_set.images, ckpt.preprocess, taus, config.tta_flip, device)
     record = {
-        "fold": i, "train_examples": len(train), "test_examples": len(test_set.examples),
+        "fold": i,
+        "train_examples": len(train),
+        "test_examples": len(test_set.examples),
         "minutes": round(minutes, 2),
         "curve": [round(h["val_score"], 4) for h in last["history"]],
         "last_epoch_score": {str(t): round(score(test_set.examples, p, taxonomy).score, 4) for t, p in preds.items()},
@@ -108,14 +133,22 @@ def run_fold(i: int, train: list[LabeledExample], test: list[LabeledExample], ta
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=MYNTRA)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the folds; a rerun with the same folder continues (default: a temp dir)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the folds; a rerun with the same folder continues (default: a temp dir)",
+    )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--progressive-size", type=int, default=None,
-                        help="photo side of the first --progressive-fraction of the epochs (0: off)")
+    parser.add_argument(
+        "--progressive-size",
+        type=int,
+        default=None,
+        help="photo side of the first --progressive-fraction of the epochs (0: off)",
+    )
     parser.add_argument("--progressive-fraction", type=float, default=None)
     add_common_args(parser, "2 folds of 80 photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
@@ -163,10 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     curve = [round(sum(r["curve"][e] for r in records) / k, 4) for e in range(epochs)]
     summary = {
         "device": device_name(device),
-        "folds": k, "photos_scored": len(scored), "epochs": config.epochs, "image_size": model_config.image_size,
+        "folds": k,
+        "photos_scored": len(scored),
+        "epochs": config.epochs,
+        "image_size": model_config.image_size,
         "progressive": [config.progressive_size, config.progressive_fraction] if config.progressive_size else None,
         "minutes_per_fold": [r["minutes"] for r in records],
-        "out_of_fold_score_by_tau": by_tau, "best_tau": float(best),
+        "out_of_fold_score_by_tau": by_tau,
+        "best_tau": float(best),
         "per_fold_score_by_tau": {str(t): [r["last_epoch_score"][str(t)] for r in records] for t in TAUS},
         "per_attribute_by_tau": per_attribute,
         "mean_fold_curve_per_epoch": curve,

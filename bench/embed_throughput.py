@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     preprocess = Preprocess(config.image_size)
 
     def batched(chunk, **kw) -> torch.Tensor:
-        vectors = embed_examples(backbone, chunk, preprocess=preprocess, cache_dir=None, fingerprint="bench",
-                                 device=device, **kw).vectors  # (n, C)
+        vectors = embed_examples(
+            backbone, chunk, preprocess=preprocess, cache_dir=None, fingerprint="bench", device=device, **kw
+        ).vectors  # (n, C)
         sync(device)
         return vectors
 
@@ -102,15 +103,25 @@ def main(argv: list[str] | None = None) -> int:
             seconds[name] += time.perf_counter() - t0
     own_vec = torch.cat(vectors[OWN_REF])
     rows = {
-        name: {"seconds": round(s, 2), "images_per_s": round(n / s, 1),
-               "speedup_vs_issue_reference": round(seconds[ISSUE_REF] / s, 2),
-               "speedup_vs_own_batch1": round(seconds[OWN_REF] / s, 2),
-               "max_abs_diff_vs_own_batch1": (float((torch.cat(vectors[name]) - own_vec).abs().max())
-                                              if name != ISSUE_REF else None)}
+        name: {
+            "seconds": round(s, 2),
+            "images_per_s": round(n / s, 1),
+            "speedup_vs_issue_reference": round(seconds[ISSUE_REF] / s, 2),
+            "speedup_vs_own_batch1": round(seconds[OWN_REF] / s, 2),
+            "max_abs_diff_vs_own_batch1": (
+                float((torch.cat(vectors[name]) - own_vec).abs().max()) if name != ISSUE_REF else None
+            ),
+        }
         for name, s in seconds.items()
     }
-    numbers = {"device": device_name(device), "torch": torch.__version__, "threads": args.threads,
-               "model": f"se-{config.arch} {config.image_size}px", "photos": n, "ways": rows}
+    numbers = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "model": f"se-{config.arch} {config.image_size}px",
+        "photos": n,
+        "ways": rows,
+    }
     emit(numbers, args.json)
     return 0
 

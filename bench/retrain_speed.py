@@ -77,13 +77,27 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Embeddings once (what the app's cache holds after the first retrain).
     t0 = time.perf_counter()
-    first = retrain_heads(products, taxonomy=taxonomy, base_checkpoint=base, out_dir=work / "v1",
-                          cache_dir=work / "cache", config=config, device="cpu")
+    first = retrain_heads(
+        products,
+        taxonomy=taxonomy,
+        base_checkpoint=base,
+        out_dir=work / "v1",
+        cache_dir=work / "cache",
+        config=config,
+        device="cpu",
+    )
     first_s = time.perf_counter() - t0
     # 2. The retrain the button runs: everything cached.
     t0 = time.perf_counter()
-    second = retrain_heads(products, taxonomy=taxonomy, base_checkpoint=base, out_dir=work / "v2",
-                           cache_dir=work / "cache", config=config, device="cpu")
+    second = retrain_heads(
+        products,
+        taxonomy=taxonomy,
+        base_checkpoint=base,
+        out_dir=work / "v2",
+        cache_dir=work / "cache",
+        config=config,
+        device="cpu",
+    )
     heads_s = time.perf_counter() - t0
     assert second.embeddings_computed == 0
     epochs = second.metrics["epochs_run"]
@@ -106,11 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     per_photo = (time.perf_counter() - t0) / subset
     backbone_s = per_photo * n * epochs
     numbers = {
-        "products": n, "model": f"{model_config.arch} {model_config.image_size}px", "threads": args.threads,
-        "heads_epochs_run": epochs, "first_retrain_with_embedding_s": round(first_s, 1),
-        "embeddings_computed_first": first.embeddings_computed, "heads_only_retrain_s": round(heads_s, 1),
-        "backbone_per_photo_s": round(per_photo, 4), "backbone_every_epoch_estimate_s": round(backbone_s, 1),
-        "speedup": round(backbone_s / heads_s, 1), "held_out_score": second.metrics["score"],
+        "products": n,
+        "model": f"{model_config.arch} {model_config.image_size}px",
+        "threads": args.threads,
+        "heads_epochs_run": epochs,
+        "first_retrain_with_embedding_s": round(first_s, 1),
+        "embeddings_computed_first": first.embeddings_computed,
+        "heads_only_retrain_s": round(heads_s, 1),
+        "backbone_per_photo_s": round(per_photo, 4),
+        "backbone_every_epoch_estimate_s": round(backbone_s, 1),
+        "speedup": round(backbone_s / heads_s, 1),
+        "held_out_score": second.metrics["score"],
     }
     emit(numbers, args.json)
     return 0

@@ -44,10 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         extra = [a.replace("{json}", str(out / f"{name}.json")) for a in (smoke if args.smoke else full)]
         t0 = time.perf_counter()
         with open(out / f"{name}.log", "w") as log:
-            code = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *extra],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=BENCH.parent).returncode
-        print(f"{name:18s} {'ok' if code == 0 else f'FAILED ({code})'}  {time.perf_counter() - t0:6.1f} s  "
-              f"{out / f'{name}.log'}", flush=True)
+            code = subprocess.run(
+                [sys.executable, str(BENCH / f"{name}.py"), *extra],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=BENCH.parent,
+            ).returncode
+        print(
+            f"{name:18s} {'ok' if code == 0 else f'FAILED ({code})'}  {time.perf_counter() - t0:6.1f} s  "
+            f"{out / f'{name}.log'}",
+            flush=True,
+        )
         if code != 0:
             failed.append(name)
     return 1 if failed else 0

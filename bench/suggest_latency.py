@@ -112,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40)
     parser.add_argument("--val", type=int, default=None, help="val.csv photos for the agreement (default all)")
-    parser.add_argument("--val-large", type=int, default=100,
-                        help="at most this many of them for the SE-ResNet50 (its fp32 pass is slow on a CPU)")
+    parser.add_argument(
+        "--val-large",
+        type=int,
+        default=100,
+        help="at most this many of them for the SE-ResNet50 (its fp32 pass is slow on a CPU)",
+    )
     add_common_args(parser, "2 photos")
     args = parser.parse_args(argv)
     if not ready(args, MYNTRA):
@@ -135,8 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         paths[f"{label} fast"] = Predictor.load(ckpt, device=device, fast=True)
         paths[f"{label} fp32 eager"] = Predictor.load(ckpt, device=device, fast=False)
         with store.factory.begin() as session:  # prediction rows name their model version
-            db.register_version(session, version_id=paths[f"{label} fast"].version_id, path=ckpt,
-                                taxonomy_fingerprint=taxonomy.fingerprint, kind="full")
+            db.register_version(
+                session,
+                version_id=paths[f"{label} fast"].version_id,
+                path=ckpt,
+                taxonomy_fingerprint=taxonomy.fingerprint,
+                kind="full",
+            )
     reference = torchvision.models.resnet50(weights=None).eval().to(device)
     ref_input = torch.randn(1, 3, 224, 224, device=device)
 
@@ -162,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(suggest_once(p, store, f"owner{i}", taxonomy, photo))
     ref_p50 = percentile(times["reference resnet50-224 fp32 eager forward"], 50)
     rows = {
-        name: {"p50_ms": round(percentile(t, 50) * 1000, 1), "p95_ms": round(percentile(t, 95) * 1000, 1),
-               "p50_over_reference": round(percentile(t, 50) / ref_p50, 3)}
+        name: {
+            "p50_ms": round(percentile(t, 50) * 1000, 1),
+            "p95_ms": round(percentile(t, 95) * 1000, 1),
+            "p50_over_reference": round(percentile(t, 50) / ref_p50, 3),
+        }
         for name, t in times.items()
     }
     agree = {}
@@ -171,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         some = val_paths if MODELS[label] == "cpu" else val_paths[: args.val_large]
         same, total = agreement(paths[f"{label} fast"], paths[f"{label} fp32 eager"], some)
         agree[label] = {"photos": len(some), "agree": same, "compared": total, "fraction": round(same / total, 4)}
-    numbers = {"device": device_name(device), "torch": torch.__version__, "threads": args.threads,
-               "photos": len(photos), "latency": rows, "top1_agreement": agree}
+    numbers = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "photos": len(photos),
+        "latency": rows,
+        "top1_agreement": agree,
+    }
     emit(numbers, args.json)
     return 0
 

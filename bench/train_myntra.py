@@ -55,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-power", type=float, default=None)
     parser.add_argument("--tau", type=float, default=None, help="logit adjustment (prior correction) strength")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--progressive-size", type=int, default=None,
-                        help="photo side of the first --progressive-fraction of the epochs (0: off)")
+    parser.add_argument(
+        "--progressive-size",
+        type=int,
+        default=None,
+        help="photo side of the first --progressive-fraction of the epochs (0: off)",
+    )
     parser.add_argument("--progressive-fraction", type=float, default=None)
-    parser.add_argument("--held-out", action="store_true",
-                        help="hold out 15%% of train.csv and keep the best epoch on it (as the app's full training)")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="hold out 15%% of train.csv and keep the best epoch on it (as the app's full training)",
+    )
     parser.add_argument("--no-val", action="store_true", help="do not read val.csv (implies --held-out)")
     add_common_args(parser, "a few photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)

@@ -37,14 +37,16 @@ def main() -> None:
         print(admin.predict(str(dataset), False, api_name="/import_data")["summary"])
         for _ in range(2):  # two versions, so the admin's plots have a line to draw
             run = admin.predict("heads", api_name="/retrain")["run_id"]
-            while (status := next(r for r in admin.predict(5, api_name="/runs") if r["run_id"] == run))[
-                "status"
-            ] in ("queued", "running"):
+            while (status := next(r for r in admin.predict(5, api_name="/runs") if r["run_id"] == run))["status"] in (
+                "queued",
+                "running",
+            ):
                 time.sleep(1)
             print("training run:", status["status"], status["message"])
         photos = []
-        for i, (cat, color, striped) in enumerate([("Men Tshirts", "black", True), ("Kurtis", "red", False),
-                                                   ("Men Tshirts", "white", False)]):
+        for i, (cat, color, striped) in enumerate(
+            [("Men Tshirts", "black", True), ("Kurtis", "red", False), ("Men Tshirts", "white", False)]
+        ):
             path = root / f"upload-{i}.jpg"
             path.write_bytes(jpeg(photo(cat, color, striped, seed=9000 + i, size=320)))
             photos.append(str(path))

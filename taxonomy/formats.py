@@ -211,5 +211,3 @@ def find_image(images_dir: str | os.PathLike, ident: str) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
-
-

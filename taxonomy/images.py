@@ -19,7 +19,13 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # about 6300 x 6300; a phone photo is 12-50 MP, a product shot far less
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 FORMAT_SUFFIX = {
-    "JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
 }
 
 

@@ -58,9 +58,7 @@ def read_category_attributes(path: str | os.PathLike) -> dict[str, list[str]]:
     return {str(row.Category): [str(a) for a in row.Attribute_list] for row in frame.itertuples()}
 
 
-def taxonomy_from_competition(
-    category_attributes: str | os.PathLike, train_csv: str | os.PathLike
-) -> Taxonomy:
+def taxonomy_from_competition(category_attributes: str | os.PathLike, train_csv: str | os.PathLike) -> Taxonomy:
     """Build a taxonomy whose values are those found (normalised) in a labelled ``train.csv``.
 
     Values are ordered by frequency (most common first), ties by name, with their counts kept.
@@ -85,8 +83,6 @@ def taxonomy_from_competition(
             if not counts:
                 raise TaxonomyError(f"{cat!r} / {attr!r}: no labelled value in {train_csv}")
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            built.append(
-                Attribute(name=attr, values=tuple(v for v, _ in ranked), counts=tuple(n for _, n in ranked))
-            )
+            built.append(Attribute(name=attr, values=tuple(v for v, _ in ranked), counts=tuple(n for _, n in ranked)))
         categories.append(Category(name=cat, attributes=tuple(built)))
     return Taxonomy(categories=tuple(categories))

@@ -95,8 +95,7 @@ class Category:
             if attr.name == key or attr.name == name:
                 return attr
         raise UnknownAttributeError(
-            f"unknown attribute {_shown(name)} for category {self.name!r}; "
-            f"allowed: {_preview(self.attribute_names)}"
+            f"unknown attribute {_shown(name)} for category {self.name!r}; allowed: {_preview(self.attribute_names)}"
         )
 
 
@@ -130,9 +129,7 @@ class Taxonomy:
         for cat in self.categories:
             if normalize(cat.name) == key:
                 return cat
-        raise UnknownCategoryError(
-            f"unknown category {_shown(name)}; allowed: {_preview(self.category_names)}"
-        )
+        raise UnknownCategoryError(f"unknown category {_shown(name)}; allowed: {_preview(self.category_names)}")
 
     def validate_value(self, category: str, attribute: str, raw: str | None) -> str | None:
         """Return the canonical value of ``raw``, or None for a missing cell.

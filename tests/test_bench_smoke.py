@@ -30,6 +30,11 @@ def test_every_benchmark_has_a_smoke_run():
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SMOKE))
 def test_benchmark_smoke(script, shared_data):
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), *SMOKE[script]],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *SMOKE[script]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

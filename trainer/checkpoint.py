@@ -136,7 +136,8 @@ def check_taxonomy(trained_for: Taxonomy, expected: Taxonomy, *, what: str = "ch
         diffs = trained_for.differences(expected)
         raise TaxonomyMismatchError(
             f"the {what} was trained for another taxonomy (fingerprint {trained_for.fingerprint}, "
-            f"expected {expected.fingerprint}): " + "; ".join(diffs[:10] or ["same content, another order"])
+            f"expected {expected.fingerprint}): "
+            + "; ".join(diffs[:10] or ["same content, another order"])
             + ". Retrain (heads-only is enough) for the current taxonomy."
         )
 

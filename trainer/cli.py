@@ -74,12 +74,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_config = replace(model_config, image_size=args.image_size)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
     if args.mode == "heads":
-        result = retrain_heads(examples, taxonomy=taxonomy, base_checkpoint=args.base, out_dir=args.out,
-                               cache_dir=args.cache or args.out / "embeddings", config=config, seed=args.seed,
-                               device=device, model_config=model_config, progress=progress)
+        result = retrain_heads(
+            examples,
+            taxonomy=taxonomy,
+            base_checkpoint=args.base,
+            out_dir=args.out,
+            cache_dir=args.cache or args.out / "embeddings",
+            config=config,
+            seed=args.seed,
+            device=device,
+            model_config=model_config,
+            progress=progress,
+        )
     else:
-        result = train_full(examples, taxonomy=taxonomy, out_dir=args.out, config=config, model_config=model_config,
-                            device=device, seed=args.seed, resume=args.resume, progress=progress)
+        result = train_full(
+            examples,
+            taxonomy=taxonomy,
+            out_dir=args.out,
+            config=config,
+            model_config=model_config,
+            device=device,
+            seed=args.seed,
+            resume=args.resume,
+            progress=progress,
+        )
     _report_skipped(result.skipped)
     score = result.metrics.get("score")
     print(f"checkpoint {result.checkpoint_path} (version {result.version_id}, sha256 {result.sha256[:12]})")
@@ -91,8 +109,10 @@ def _checked_examples(data: Path, csv_name: str, taxonomy: Taxonomy) -> list[Lab
     examples, errors = read_dataset(data, taxonomy, csv_name=csv_name)
     unknown = [e for e in errors if "unknown category" in e.reason]
     if unknown:
-        raise CommandError(f"line {unknown[0].row}: {unknown[0].reason} (the checkpoint does not know it; "
-                           f"{len(unknown)} rows like this)")
+        raise CommandError(
+            f"line {unknown[0].row}: {unknown[0].reason} (the checkpoint does not know it; "
+            f"{len(unknown)} rows like this)"
+        )
     if errors:
         print(f"skipped {len(errors)} bad rows; first: line {errors[0].row}: {errors[0].reason}")
     return examples
@@ -112,8 +132,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         writer = csv.writer(handle)
         writer.writerow(["category", "attribute", "support", "micro_f1", "macro_f1", "score"])
         for a in report.per_attribute:
-            writer.writerow([a.category, a.attribute, a.support, f"{a.micro_f1:.4f}", f"{a.macro_f1:.4f}",
-                             f"{a.score:.4f}"])
+            writer.writerow(
+                [a.category, a.attribute, a.support, f"{a.micro_f1:.4f}", f"{a.macro_f1:.4f}", f"{a.score:.4f}"]
+            )
     if missing:
         print(f"{missing} rows have no photo; they count as wrong")
     print(f"score {report.score:.4f} on {len(examples)} rows; wrote {args.out / 'metrics.json'} and per_attribute.csv")
@@ -164,11 +185,19 @@ def cmd_embed(args: argparse.Namespace) -> int:
     examples = _checked_examples(data, args.csv, ckpt.taxonomy)
     device = resolve_device(args.device)
     model = ckpt.build_model(device)
-    done = embed_examples(model.backbone, examples, preprocess=ckpt.preprocess, cache_dir=args.cache,
-                          fingerprint=ckpt.backbone_fingerprint, device=device)
+    done = embed_examples(
+        model.backbone,
+        examples,
+        preprocess=ckpt.preprocess,
+        cache_dir=args.cache,
+        fingerprint=ckpt.backbone_fingerprint,
+        device=device,
+    )
     _report_skipped(done.skipped)
-    print(f"{len(done.examples)} embeddings in {args.cache} ({done.computed} computed, "
-          f"{len(done.examples) - done.computed} already cached)")
+    print(
+        f"{len(done.examples)} embeddings in {args.cache} ({done.computed} computed, "
+        f"{len(done.examples) - done.computed} already cached)"
+    )
     return 0
 
 
@@ -193,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="full mode: continue OUT/last.pt")
     train.set_defaults(func=cmd_train)
 
-    for name, func, text in (("eval", cmd_eval, "the metric with a per-attribute table"),
-                             ("predict", cmd_predict, "a submission CSV"),
-                             ("embed", cmd_embed, "fill the embedding cache")):
+    for name, func, text in (
+        ("eval", cmd_eval, "the metric with a per-attribute table"),
+        ("predict", cmd_predict, "a submission CSV"),
+        ("embed", cmd_embed, "fill the embedding cache"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--checkpoint", type=Path, required=True)
         p.add_argument("--data", type=Path, required=True)

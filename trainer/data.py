@@ -73,8 +73,9 @@ def load_images(
         if progress is not None and (i % 64 == 0 or i == len(examples) - 1):
             progress((i + 1) / len(examples), f"reading photos {i + 1}/{len(examples)}")
     if skipped:
-        logger.warning("%d of %d photos skipped (unreadable or absent), e.g. %s",
-                       len(skipped), len(examples), skipped[0])
+        logger.warning(
+            "%d of %d photos skipped (unreadable or absent), e.g. %s", len(skipped), len(examples), skipped[0]
+        )
     size = preprocess.image_size
     images = torch.stack(tensors) if tensors else torch.empty((0, 3, size, size), dtype=torch.uint8)  # (N, 3, S, S)
     return ImageSet(kept, images, skipped)

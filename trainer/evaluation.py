@@ -82,8 +82,11 @@ def majority_baseline(
                 bucket[v] = bucket.get(v, 0) + 1
     guess = {key: max(c, key=lambda v: (c[v], v)) for key, c in counts.items()}
     predicted = {
-        ex.id: {a.name: guess[(ex.category, a.name)] for a in taxonomy.category(ex.category).attributes
-                if (ex.category, a.name) in guess}
+        ex.id: {
+            a.name: guess[(ex.category, a.name)]
+            for a in taxonomy.category(ex.category).attributes
+            if (ex.category, a.name) in guess
+        }
         for ex in test
     }
     return score(test, predicted, taxonomy)

@@ -120,8 +120,9 @@ class HeadBank(nn.Module):
             return logits  # training sees raw logits: the correction is post hoc
         return logits - self.logit_adjustment * self.log_prior(head).to(logits.dtype)  # (n, V)
 
-    def _load_from_state_dict(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         # Checkpoints written before the prior correction existed load with it switched off.
         for name in ("value_counts", "logit_adjustment"):
             state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())

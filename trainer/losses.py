@@ -84,9 +84,12 @@ class TaxonomyLoss:
             if keep.numel() == 0:
                 continue
             logits = out.logits.index_select(0, keep)  # (m, V)
-            total = total + focal_loss(
-                logits, y.index_select(0, keep), gamma=self.gamma, weight=self.head_weights[out.head]
-            ).sum()
+            total = (
+                total
+                + focal_loss(
+                    logits, y.index_select(0, keep), gamma=self.gamma, weight=self.head_weights[out.head]
+                ).sum()
+            )
             cells += keep.numel()
         loss = total / max(cells, 1)
         if self.category_weight > 0:

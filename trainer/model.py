@@ -40,9 +40,7 @@ class Backbone(nn.Module):
     def __init__(self, arch: str, se_reduction: int = 16) -> None:
         super().__init__()
         net = getattr(models, arch)(weights=None)
-        self.trunk = nn.Sequential(
-            *[m for name, m in net.named_children() if name not in ("avgpool", "fc")]
-        )
+        self.trunk = nn.Sequential(*[m for name, m in net.named_children() if name not in ("avgpool", "fc")])
         self._trunk_names = [name for name, _ in net.named_children() if name not in ("avgpool", "fc")]
         self.out_features = _FEATURES[arch]
         self.se = SEBlock(self.out_features, se_reduction)
@@ -94,9 +92,7 @@ class TaxonomyNet(nn.Module):
         return self.heads(self.backbone(x), categories)
 
 
-def build_model(
-    config: ModelConfig, taxonomy: Taxonomy, *, fetch: Fetch | None = None
-) -> tuple[TaxonomyNet, str]:
+def build_model(config: ModelConfig, taxonomy: Taxonomy, *, fetch: Fetch | None = None) -> tuple[TaxonomyNet, str]:
     """A fresh model and where its trunk weights came from ("imagenet", a path, or "random")."""
     model = TaxonomyNet(config, taxonomy)
     state, source = load_trunk_weights(config.arch, config.weights, fetch=fetch)

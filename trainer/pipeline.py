@@ -63,13 +63,26 @@ def train_full(
     generator = seed_everything(seed)
     model, source = build_model(model_config, taxonomy, fetch=fetch)
     result = fit(
-        model, train_set, val_set, preprocess=preprocess, config=config, device=dev, out_dir=Path(out_dir),
-        generator=generator, backbone_source=source, resume=resume,
-        progress=lambda f, m: report(0.1 + 0.9 * f, m), extra_config={"seed": seed},
+        model,
+        train_set,
+        val_set,
+        preprocess=preprocess,
+        config=config,
+        device=dev,
+        out_dir=Path(out_dir),
+        generator=generator,
+        backbone_source=source,
+        resume=resume,
+        progress=lambda f, m: report(0.1 + 0.9 * f, m),
+        extra_config={"seed": seed},
     )
     skipped = tuple(train_set.skipped + val_set.skipped)
     return TrainResult(
-        checkpoint_path=result.checkpoint_path, version_id=result.checkpoint.version_id,
-        metrics=result.checkpoint.metrics, held_out_ids=tuple(sorted(e.id for e in held)),
-        sha256=file_sha256(result.checkpoint_path), skipped=skipped, seconds=time.perf_counter() - t0,
+        checkpoint_path=result.checkpoint_path,
+        version_id=result.checkpoint.version_id,
+        metrics=result.checkpoint.metrics,
+        held_out_ids=tuple(sorted(e.id for e in held)),
+        sha256=file_sha256(result.checkpoint_path),
+        skipped=skipped,
+        seconds=time.perf_counter() - t0,
     )

@@ -30,8 +30,15 @@ class Predictor:
     network already uses every core, and a module is not documented as safe to share).
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, device: str | torch.device | None = None,
-                 batch_size: int = 32, tta_flip: bool = False, fast: bool = True) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        tta_flip: bool = False,
+        fast: bool = True,
+    ) -> None:
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.model = checkpoint.build_model(self.device)
@@ -42,8 +49,14 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, checkpoint_path: str | os.PathLike, *, device: str | torch.device | None = None,
-             expected_sha256: str | None = None, **kwargs: Any) -> Predictor:
+    def load(
+        cls,
+        checkpoint_path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        expected_sha256: str | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
         return cls(load_checkpoint(checkpoint_path, expected_sha256=expected_sha256), device=device, **kwargs)
 
     @property
@@ -112,8 +125,9 @@ class Predictor:
         probs.category_logits = cat_probs
         return probs
 
-    def _to_predictions(self, probs: HeadOutputs, given: torch.Tensor, names: list[str], top_k: int
-                        ) -> list[ProductPrediction]:
+    def _to_predictions(
+        self, probs: HeadOutputs, given: torch.Tensor, names: list[str], top_k: int
+    ) -> list[ProductPrediction]:
         taxonomy = self.taxonomy
         attributes: list[dict[str, AttributePrediction]] = [{} for _ in names]
         trained = self.model.heads.trained_labels.tolist()

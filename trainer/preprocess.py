@@ -86,7 +86,10 @@ class Augment:
 
 
 def augment(
-    images: torch.Tensor, preprocess: Preprocess, generator: torch.Generator, spec: Augment = Augment(),
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    generator: torch.Generator,
+    spec: Augment = Augment(),
     size: int | None = None,
 ) -> torch.Tensor:
     """uint8 (B, 3, S, S) -> augmented, normalised float32 (B, 3, s, s), ``s = min(size or S, S)``.
@@ -107,9 +110,7 @@ def augment(
     sign = torch.where(flip, -1.0, 1.0)  # a mirrored x axis is a horizontal flip
     tx, ty = uniform(-spec.translate, spec.translate) * 2, uniform(-spec.translate, spec.translate) * 2
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
-        [torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1
-    )  # (B, 2, 3)
+    theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1)  # (B, 2, 3)
     side = min(size or x.shape[-1], x.shape[-1])  # never above the stored photos' size
     grid = F.affine_grid(theta, [b, 3, side, side], align_corners=False)  # (B, s, s, 2)
     if side < x.shape[-1]:  # average down first, so the coarse grid does not alias fine stripes

@@ -38,8 +38,9 @@ def _heads_forward(heads: HeadBank, device: torch.device):
     return forward
 
 
-def heads_report(heads: HeadBank, embedded: Embedded, examples: Sequence[LabeledExample], taxonomy: Taxonomy,
-                 device: torch.device) -> MetricReport:
+def heads_report(
+    heads: HeadBank, embedded: Embedded, examples: Sequence[LabeledExample], taxonomy: Taxonomy, device: torch.device
+) -> MetricReport:
     """The metric over ``examples``; those whose photo could not be embedded count as wrong."""
     heads.eval()
     labels = encode_labels(embedded.examples, taxonomy)
@@ -71,8 +72,9 @@ def train_heads(
     steps_per_epoch = -(-len(labels) // batch_size)
     epochs = max(config.heads_epochs, -(-config.heads_min_steps // steps_per_epoch))
     steps = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.heads_lr, total_steps=max(steps, 1),
-                                                    pct_start=config.warmup_fraction)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.heads_lr, total_steps=max(steps, 1), pct_start=config.warmup_fraction
+    )
     cats, targets = labels.categories.to(device), labels.targets.to(device)
     best, best_state, bad, history = -1.0, None, 0, []
     for epoch in range(epochs):
@@ -146,8 +148,15 @@ def retrain_heads(
     model.backbone.load_state_dict(source_model.backbone.state_dict())
     dtype = resolve_precision(config.precision, dev)
     embedded = embed_examples(
-        model.backbone, examples, preprocess=preprocess, cache_dir=cache_dir, fingerprint=fingerprint,
-        device=dev, dtype=dtype, batch_size=config.embed_batch_size, progress=lambda f, m: report(0.7 * f, m),
+        model.backbone,
+        examples,
+        preprocess=preprocess,
+        cache_dir=cache_dir,
+        fingerprint=fingerprint,
+        device=dev,
+        dtype=dtype,
+        batch_size=config.embed_batch_size,
+        progress=lambda f, m: report(0.7 * f, m),
     )
     if not embedded.examples:
         raise DataError(f"none of the {len(examples)} photos could be read; see the skipped list in the log")
@@ -173,25 +182,53 @@ def retrain_heads(
         return heads_report(heads, stop_set, stop_part, taxonomy, dev).score
 
     history = train_heads(
-        model.heads, fit_set.vectors, fit_labels,
-        taxonomy=taxonomy, config=config, device=dev, generator=generator,
-        evaluate=evaluate_heads if stop_part else None, progress=lambda f, m: report(0.7 + 0.28 * f, m),
+        model.heads,
+        fit_set.vectors,
+        fit_labels,
+        taxonomy=taxonomy,
+        config=config,
+        device=dev,
+        generator=generator,
+        evaluate=evaluate_heads if stop_part else None,
+        progress=lambda f, m: report(0.7 + 0.28 * f, m),
     )
     metrics = heads_report(model.heads, held_set, held_truth, taxonomy, dev).as_dict() if held else {"score": None}
-    metrics.update({"mode": "heads", "train_examples": len(fit_part), "early_stop_examples": len(stop_part),
-                    "held_out_examples": len(held), "epochs_run": len(history)})
+    metrics.update(
+        {
+            "mode": "heads",
+            "train_examples": len(fit_part),
+            "early_stop_examples": len(stop_part),
+            "held_out_examples": len(held),
+            "epochs_run": len(history),
+        }
+    )
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     ckpt = save_checkpoint(
-        ckpt_path, model.cpu(), preprocess=preprocess, train_config=config.to_dict(), metrics=metrics,
-        parent_version=parent, backbone_fingerprint=fingerprint, backbone_source=source,
+        ckpt_path,
+        model.cpu(),
+        preprocess=preprocess,
+        train_config=config.to_dict(),
+        metrics=metrics,
+        parent_version=parent,
+        backbone_fingerprint=fingerprint,
+        backbone_source=source,
     )
     report(1.0, f"heads retrained: held-out score {metrics['score'] if metrics['score'] is not None else 'n/a'}")
-    logger.info("heads-only retrain %s in %.1fs (%d embeddings computed)", ckpt.version_id,
-                time.perf_counter() - t0, embedded.computed)
+    logger.info(
+        "heads-only retrain %s in %.1fs (%d embeddings computed)",
+        ckpt.version_id,
+        time.perf_counter() - t0,
+        embedded.computed,
+    )
     return TrainResult(
-        checkpoint_path=ckpt_path, version_id=ckpt.version_id, metrics=metrics, held_out_ids=tuple(sorted(held_ids)),
-        sha256=file_sha256(ckpt_path), embeddings_computed=embedded.computed, skipped=tuple(embedded.skipped),
+        checkpoint_path=ckpt_path,
+        version_id=ckpt.version_id,
+        metrics=metrics,
+        held_out_ids=tuple(sorted(held_ids)),
+        sha256=file_sha256(ckpt_path),
+        embeddings_computed=embedded.computed,
+        skipped=tuple(embedded.skipped),
         seconds=time.perf_counter() - t0,
     )
 
@@ -210,7 +247,11 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     model = ckpt.build_model(dev)
     embedded = embed_examples(
-        model.backbone, examples, preprocess=ckpt.preprocess, cache_dir=cache_dir,
-        fingerprint=ckpt.backbone_fingerprint, device=dev,
+        model.backbone,
+        examples,
+        preprocess=ckpt.preprocess,
+        cache_dir=cache_dir,
+        fingerprint=ckpt.backbone_fingerprint,
+        device=dev,
     )
     return heads_report(model.heads, embedded, examples, ckpt.taxonomy, dev)

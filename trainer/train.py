@@ -51,8 +51,13 @@ def make_loss(labels: EncodedLabels, taxonomy: Taxonomy, config: TrainConfig) ->
     return TaxonomyLoss(weights, gamma=config.focal_gamma, category_weight=config.category_loss_weight)
 
 
-def epoch_order(labels: EncodedLabels, taxonomy: Taxonomy, head_index: list[list[int]], config: TrainConfig,
-                generator: torch.Generator) -> torch.Tensor:
+def epoch_order(
+    labels: EncodedLabels,
+    taxonomy: Taxonomy,
+    head_index: list[list[int]],
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """The rows of one epoch: drawn by a balanced sampler (with replacement), or a permutation."""
     n = len(labels)
     if not config.balanced_sampling:
@@ -209,10 +214,16 @@ def fit(
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     scheduler = _scheduler(optimizer, config, config.lr, config.epochs * steps_per_epoch)
     resolved = {
-        "train": config.to_dict(), "model": model.config.to_dict(), "preprocess": preprocess.to_dict(),
-        "device": str(device), "autocast": str(dtype) if dtype else "fp32", "backbone_source": backbone_source,
-        "taxonomy_fingerprint": taxonomy.fingerprint, "train_examples": len(train_set.examples),
-        "val_examples": len(val_set.examples), **(extra_config or {}),
+        "train": config.to_dict(),
+        "model": model.config.to_dict(),
+        "preprocess": preprocess.to_dict(),
+        "device": str(device),
+        "autocast": str(dtype) if dtype else "fp32",
+        "backbone_source": backbone_source,
+        "taxonomy_fingerprint": taxonomy.fingerprint,
+        "train_examples": len(train_set.examples),
+        "val_examples": len(val_set.examples),
+        **(extra_config or {}),
     }
     (out_dir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n", "utf-8")
     handler = logging.FileHandler(out_dir / "train.log")
@@ -245,33 +256,79 @@ def fit(
             t0 = time.perf_counter()
             order = epoch_order(labels, taxonomy, model.heads.head_index, config, generator)
             loss = train_one_epoch(
-                model, loss_fn, optimizer, scheduler, train_set.images, labels, order,
-                preprocess=preprocess, device=device, dtype=dtype, generator=generator,
-                batch_size=config.batch_size, grad_clip=config.grad_clip, use_augment=config.augment,
-                size=epoch_size(config, epoch), scaler=scaler, desc=f"epoch {epoch + 1}/{config.epochs}",
+                model,
+                loss_fn,
+                optimizer,
+                scheduler,
+                train_set.images,
+                labels,
+                order,
+                preprocess=preprocess,
+                device=device,
+                dtype=dtype,
+                generator=generator,
+                batch_size=config.batch_size,
+                grad_clip=config.grad_clip,
+                use_augment=config.augment,
+                size=epoch_size(config, epoch),
+                scaler=scaler,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
             )
-            report = evaluate(model, val_set.images, val_set.examples, preprocess=preprocess, device=device,
-                              dtype=dtype, tta_flip=config.tta_flip) if val_set.examples else None
+            report = (
+                evaluate(
+                    model,
+                    val_set.images,
+                    val_set.examples,
+                    preprocess=preprocess,
+                    device=device,
+                    dtype=dtype,
+                    tta_flip=config.tta_flip,
+                )
+                if val_set.examples
+                else None
+            )
             val_score = report.score if report else -loss
-            history.append({"epoch": epoch + 1, "loss": loss, "val_score": val_score,
-                            "seconds": time.perf_counter() - t0})
-            logger.info("epoch %d/%d loss %.4f val %.4f (%.1fs)", epoch + 1, config.epochs, loss, val_score,
-                        history[-1]["seconds"])
+            history.append(
+                {"epoch": epoch + 1, "loss": loss, "val_score": val_score, "seconds": time.perf_counter() - t0}
+            )
+            logger.info(
+                "epoch %d/%d loss %.4f val %.4f (%.1fs)",
+                epoch + 1,
+                config.epochs,
+                loss,
+                val_score,
+                history[-1]["seconds"],
+            )
             # With nothing held out the schedule is fixed in advance (epochs chosen on a held-out
             # run), so the last epoch is the one kept, not the one with the lowest training loss.
             if val_score > best_score or report is None:
                 best_score, best_epoch, bad_epochs = val_score, epoch + 1, 0
                 metrics = {**(report.as_dict() if report else {}), "epoch": epoch + 1, "loss": loss}
-                best_ckpt = save_checkpoint(ckpt_path, model, preprocess=preprocess, train_config=config.to_dict(),
-                                            metrics=metrics, backbone_source=backbone_source)
+                best_ckpt = save_checkpoint(
+                    ckpt_path,
+                    model,
+                    preprocess=preprocess,
+                    train_config=config.to_dict(),
+                    metrics=metrics,
+                    backbone_source=backbone_source,
+                )
             else:
                 bad_epochs += 1
-            atomic_save({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "rng": torch.get_rng_state(), "generator": generator.get_state(), "history": history,
-                "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-            }, state_path)
+            atomic_save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                    "history": history,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                },
+                state_path,
+            )
             if progress is not None:
                 progress((epoch + 1) / config.epochs, f"epoch {epoch + 1}/{config.epochs}: validation {val_score:.3f}")
     finally:
@@ -280,8 +337,19 @@ def fit(
         handler.close()
     best_ckpt = best_ckpt or load_checkpoint(ckpt_path)
     model.load_state_dict(best_ckpt.state_dict)
-    report = evaluate(model, val_set.images, val_set.examples, preprocess=preprocess, device=device, dtype=dtype,
-                      tta_flip=config.tta_flip) if val_set.examples else MetricReport(score=0.0)
+    report = (
+        evaluate(
+            model,
+            val_set.images,
+            val_set.examples,
+            preprocess=preprocess,
+            device=device,
+            dtype=dtype,
+            tta_flip=config.tta_flip,
+        )
+        if val_set.examples
+        else MetricReport(score=0.0)
+    )
     return FitResult(best_ckpt, ckpt_path, best_epoch, report, history)
 
 

@@ -41,8 +41,12 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def products(limit: int, offset: int, request: gr.Request) -> list:
         """Your products (an admin's: everyone's), newest first."""
-        return services.my_products(ctx, request, limit=services.count_of(limit, name="limit", low=1, high=500),
-                                    offset=services.count_of(offset, name="offset", low=0, high=2**31))
+        return services.my_products(
+            ctx,
+            request,
+            limit=services.count_of(limit, name="limit", low=1, high=500),
+            offset=services.count_of(offset, name="offset", low=0, high=2**31),
+        )
 
     def history(product_id: int, request: gr.Request) -> list:
         """Every label change of one product, oldest first, with its provenance."""
@@ -87,6 +91,21 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         services.get_user_name(ctx, request)
         return services.model_status(ctx)
 
-    for fn in (upload, product, save, queue, products, history, export_labels, export_predictions, counts,
-               import_data, retrain, runs, versions, activate, model_status):
+    for fn in (
+        upload,
+        product,
+        save,
+        queue,
+        products,
+        history,
+        export_labels,
+        export_predictions,
+        counts,
+        import_data,
+        retrain,
+        runs,
+        versions,
+        activate,
+        model_status,
+    ):
         gr.api(friendly(fn), api_name=fn.__name__, concurrency_limit=None if fn is not retrain else 1)

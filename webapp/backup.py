@@ -36,8 +36,10 @@ def table_counts(engine: Engine) -> dict[str, int]:
     metadata = MetaData()
     metadata.reflect(engine)
     with engine.connect() as conn:
-        return {name: conn.scalar(select(func.count()).select_from(table)) or 0
-                for name, table in sorted(metadata.tables.items())}
+        return {
+            name: conn.scalar(select(func.count()).select_from(table)) or 0
+            for name, table in sorted(metadata.tables.items())
+        }
 
 
 def _copy_tree(source: Path, target: Path) -> dict[str, str]:
@@ -84,8 +86,13 @@ def backup(settings: Settings, out_dir: Path) -> Path:
         elif engine.dialect.name == "postgresql":
             args, env = _pg_env(settings.db_url)
             with open(target / SQL_DUMP, "w") as handle:
-                result = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", *args], stdout=handle,
-                                        stderr=subprocess.PIPE, text=True, env=env)
+                result = subprocess.run(
+                    ["pg_dump", "--no-owner", "--no-privileges", *args],
+                    stdout=handle,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
             if result.returncode != 0:
                 raise BackupError(f"pg_dump failed: {result.stderr.strip()}")
             dump = SQL_DUMP
@@ -157,8 +164,9 @@ def restore(settings: Settings, backup_dir: Path, *, force: bool = False) -> dic
             with engine.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
             args, env = _pg_env(settings.db_url)
-            result = subprocess.run(["psql", "-v", "ON_ERROR_STOP=1", "-q", *args, "-f", str(dump)],
-                                    capture_output=True, text=True, env=env)
+            result = subprocess.run(
+                ["psql", "-v", "ON_ERROR_STOP=1", "-q", *args, "-f", str(dump)], capture_output=True, text=True, env=env
+            )
             if result.returncode != 0:
                 raise BackupError(f"psql failed: {result.stderr.strip()}")
     finally:

@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("data", type=Path, help="folder holding train.csv (and images/)")
     imp.add_argument("--labels-only", action="store_true", help="import the labels of rows without images")
     imp.add_argument("--owner", default="admin", help="user who will own the imported products")
-    imp.add_argument("--batch-size", type=int, default=1000,
-                     help="products per transaction; a crash loses at most the batch in flight")
+    imp.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="products per transaction; a crash loses at most the batch in flight",
+    )
     for name, what in (
         ("export-labels", "current labels (train.csv layout)"),
         ("export-predictions", "newest predictions (submission layout)"),
@@ -139,7 +143,12 @@ def import_command(args: argparse.Namespace) -> int:
     ensure_initial_admin(ctx)
     owner = _owner(ctx, args.owner)
     report = db.import_dataset(
-        ctx.sessions, ctx.taxonomy, ctx.media, args.data, owner=owner, labels_only=args.labels_only,
+        ctx.sessions,
+        ctx.taxonomy,
+        ctx.media,
+        args.data,
+        owner=owner,
+        labels_only=args.labels_only,
         batch_size=args.batch_size,
     )
     print(report.summary())
@@ -173,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (FormatError, TaxonomyError, db.UserError, db.RegistryError, FileNotFoundError,
-            backup.BackupError) as exc:
+    except (FormatError, TaxonomyError, db.UserError, db.RegistryError, FileNotFoundError, backup.BackupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -59,9 +59,7 @@ def form_state(taxonomy: Taxonomy, payload: dict, category: str | None = None) -
         suggestion = None  # suggestions were made for another category
     labels = payload["labels"] if category == payload["category"] else {}
     attrs = taxonomy.category(category).attribute_names
-    slots = [
-        slot_state(taxonomy, category, a, labels, (suggestion or {}).get("attributes", {}).get(a)) for a in attrs
-    ]
+    slots = [slot_state(taxonomy, category, a, labels, (suggestion or {}).get("attributes", {}).get(a)) for a in attrs]
     return {"category": category, "attributes": list(attrs), "slots": slots, "suggestion": suggestion}
 
 

@@ -230,8 +230,9 @@ class ModelManager:
             raise ModelError("no held-out products to judge the new model on; label more products")
         candidate_score = float(result.metrics["score"])
         if active is not None and active_path is not None:
-            reference = trainer.evaluate_checkpoint(active_path, judged, cache_dir=self.cache_dir,
-                                                   expected_sha256=checksum).score
+            reference = trainer.evaluate_checkpoint(
+                active_path, judged, cache_dir=self.cache_dir, expected_sha256=checksum
+            ).score
             against = f"active version {active.version_id}"
         else:
             trained_on = [e for e in examples if e.id not in held_out]

@@ -76,8 +76,9 @@ def _suggestion(stored: db.StoredPrediction | None) -> dict | None:
     }
 
 
-def product_payload(ctx: AppContext, session: Session, user: db.User, product: db.Product,
-                    *, made_by: str | None = None) -> dict:
+def product_payload(
+    ctx: AppContext, session: Session, user: db.User, product: db.Product, *, made_by: str | None = None
+) -> dict:
     """What the form shows; ``made_by`` is the version that has just made a suggestion for this
     request, shown even if a retrain activated another version in the meantime."""
     active = ctx.models.active
@@ -145,8 +146,14 @@ def upload_one(ctx: AppContext, who: object, path: str | os.PathLike, category: 
         return _store_upload(ctx, who, data, image, category, suggested)
 
 
-def _store_upload(ctx: AppContext, who: object, data: bytes, image: Image.Image, category: str,
-                  suggested: tuple[str, ProductPrediction] | None) -> dict:
+def _store_upload(
+    ctx: AppContext,
+    who: object,
+    data: bytes,
+    image: Image.Image,
+    category: str,
+    suggested: tuple[str, ProductPrediction] | None,
+) -> dict:
     with ctx.transaction() as session:
         user = _user(session, who)
         product, created = db.add_uploaded_product(session, ctx.taxonomy, ctx.media, user, data, category)
@@ -219,8 +226,15 @@ def save_labels(ctx: AppContext, who: object, product_id: int, category: str, la
             if suggestion is not None:
                 source = "model_accepted" if suggestion["category"] == cat.name else "model_edited"
             version = suggestion["model_version"] if suggestion is not None else None
-            db.set_category(session, ctx.taxonomy, user, product.id, cat.name, source=source,
-                            model_version_id=version if source != "seller" else None)
+            db.set_category(
+                session,
+                ctx.taxonomy,
+                user,
+                product.id,
+                cat.name,
+                source=source,
+                model_version_id=version if source != "seller" else None,
+            )
             current = db.current_labels(session, user, ctx.taxonomy, product)
             suggestion = None if suggestion is None or suggestion["category"] != cat.name else suggestion
         else:
@@ -234,19 +248,29 @@ def save_labels(ctx: AppContext, who: object, product_id: int, category: str, la
             sources[attr] = "seller" if value is None else _provenance(value, suggested.get(attr))
         version = suggestion["model_version"] if suggestion is not None else None
         if writes:
-            db.record_labels(session, ctx.taxonomy, user, product, writes, source=sources,
-                             model_version_id=version if any(s != "seller" for s in sources.values()) else None)
+            db.record_labels(
+                session,
+                ctx.taxonomy,
+                user,
+                product,
+                writes,
+                source=sources,
+                model_version_id=version if any(s != "seller" for s in sources.values()) else None,
+            )
         after = db.current_labels(session, user, ctx.taxonomy, product)
-    return {"product_id": product.id, "category": cat.name, "events": len(writes), "sources": sources,
-            "labels": after}
+    return {"product_id": product.id, "category": cat.name, "events": len(writes), "sources": sources, "labels": after}
 
 
 def review_queue(ctx: AppContext, who: object, limit: int = 50) -> list[dict]:
     with ctx.transaction() as session:
         user = _user(session, who)
         return [
-            {"product_id": item.product.id, "category": item.product.category,
-             "mean_confidence": round(item.mean_confidence, 4), "min_confidence": round(item.min_confidence, 4)}
+            {
+                "product_id": item.product.id,
+                "category": item.product.category,
+                "mean_confidence": round(item.mean_confidence, 4),
+                "min_confidence": round(item.min_confidence, 4),
+            }
             for item in db.review_queue(session, user, limit=limit)
         ]
 
@@ -257,9 +281,14 @@ def my_products(ctx: AppContext, who: object, limit: int = 50, offset: int = 0) 
         products = db.list_products(session, user, limit=limit, offset=offset)
         labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
         return [
-            {"product_id": p.id, "category": p.category, "source": p.source, "owner_id": p.owner_id,
-             "labelled": sum(v is not None for v in labels.get(p.id, {}).values()),
-             "attributes": len(ctx.taxonomy.category(p.category).attributes)}
+            {
+                "product_id": p.id,
+                "category": p.category,
+                "source": p.source,
+                "owner_id": p.owner_id,
+                "labelled": sum(v is not None for v in labels.get(p.id, {}).values()),
+                "attributes": len(ctx.taxonomy.category(p.category).attributes),
+            }
             for p in products
         ]
 
@@ -268,8 +297,14 @@ def history(ctx: AppContext, who: object, product_id: int) -> list[dict]:
     with ctx.transaction() as session:
         user = _user(session, who)
         return [
-            {"attribute": e.attribute, "value": e.value, "source": e.source, "user": e.user_name,
-             "model_version": e.model_version_id, "at": e.created_at.isoformat(timespec="seconds")}
+            {
+                "attribute": e.attribute,
+                "value": e.value,
+                "source": e.source,
+                "user": e.user_name,
+                "model_version": e.model_version_id,
+                "at": e.created_at.isoformat(timespec="seconds"),
+            }
             for e in db.label_history(session, user, product_id)
         ]
 
@@ -312,8 +347,13 @@ def import_data(ctx: AppContext, who: object, data_dir: str, labels_only: bool =
     if not folder.is_dir():
         raise ServiceError(f"no directory {folder} on the server; give the folder that holds train.csv")
     report = db.import_dataset(ctx.sessions, ctx.taxonomy, ctx.media, folder, owner=admin, labels_only=labels_only)
-    return {"summary": report.summary(), "imported": report.imported, "already_present": report.already_present,
-            "skipped": dict(report.skipped), "labels": report.labels}
+    return {
+        "summary": report.summary(),
+        "imported": report.imported,
+        "already_present": report.already_present,
+        "skipped": dict(report.skipped),
+        "labels": report.labels,
+    }
 
 
 def label_counts(ctx: AppContext, who: object) -> list[dict]:
@@ -322,9 +362,14 @@ def label_counts(ctx: AppContext, who: object) -> list[dict]:
     rows = []
     for cat in ctx.taxonomy.categories:
         for attr in cat.attributes:
-            rows.append({"category": cat.name, "attribute": attr.name,
-                         "products": counts.per_category.get(cat.name, 0),
-                         "labelled": counts.per_attribute.get((cat.name, attr.name), 0)})
+            rows.append(
+                {
+                    "category": cat.name,
+                    "attribute": attr.name,
+                    "products": counts.per_category.get(cat.name, 0),
+                    "labelled": counts.per_attribute.get((cat.name, attr.name), 0),
+                }
+            )
     return rows
 
 
@@ -332,10 +377,16 @@ def versions(ctx: AppContext, who: object) -> list[dict]:
     with ctx.transaction() as session:
         _admin(session, who)
         return [
-            {"version": v.id, "status": v.status, "kind": v.kind, "parent": v.parent_id,
-             "created": v.created_at.isoformat(timespec="seconds"),
-             "score": (v.metrics or {}).get("score"), "notes": v.notes,
-             "per_attribute": (v.metrics or {}).get("per_attribute", [])}
+            {
+                "version": v.id,
+                "status": v.status,
+                "kind": v.kind,
+                "parent": v.parent_id,
+                "created": v.created_at.isoformat(timespec="seconds"),
+                "score": (v.metrics or {}).get("score"),
+                "notes": v.notes,
+                "per_attribute": (v.metrics or {}).get("per_attribute", []),
+            }
             for v in db.list_versions(session)
         ]
 
@@ -359,10 +410,17 @@ def training_runs(ctx: AppContext, who: object, limit: int = 10) -> list[dict]:
     with ctx.transaction() as session:
         _admin(session, who)
         return [
-            {"run_id": r.id, "kind": r.kind, "status": r.status, "progress": round(r.progress, 3),
-             "message": r.message, "error": r.error, "version": r.result_version_id,
-             "started": r.started_at.isoformat(timespec="seconds") if r.started_at else None,
-             "finished": r.finished_at.isoformat(timespec="seconds") if r.finished_at else None}
+            {
+                "run_id": r.id,
+                "kind": r.kind,
+                "status": r.status,
+                "progress": round(r.progress, 3),
+                "message": r.message,
+                "error": r.error,
+                "version": r.result_version_id,
+                "started": r.started_at.isoformat(timespec="seconds") if r.started_at else None,
+                "finished": r.finished_at.isoformat(timespec="seconds") if r.finished_at else None,
+            }
             for r in db.list_runs(session, limit=limit)
         ]
 

@@ -56,22 +56,37 @@ def _env(name: str, default: str | None = None) -> str | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand; defaults come from VT_* environment variables."""
     parser.add_argument("--data-dir", default=_env("DATA_DIR", "data"), help="data directory [VT_DATA_DIR]")
-    parser.add_argument("--database-url", default=_env("DATABASE_URL", ""),
-                        help="SQLAlchemy URL; default: SQLite in the data directory [VT_DATABASE_URL]")
+    parser.add_argument(
+        "--database-url",
+        default=_env("DATABASE_URL", ""),
+        help="SQLAlchemy URL; default: SQLite in the data directory [VT_DATABASE_URL]",
+    )
     parser.add_argument("--model-dir", default=_env("MODEL_DIR"), help="model directory [VT_MODEL_DIR]")
-    parser.add_argument("--users-file", default=_env("USERS_FILE"),
-                        help="JSON list of users to create on start [VT_USERS_FILE]")
-    parser.add_argument("--taxonomy-file", default=_env("TAXONOMY_FILE"),
-                        help="taxonomy JSON; default: the competition's [VT_TAXONOMY_FILE]")
+    parser.add_argument(
+        "--users-file", default=_env("USERS_FILE"), help="JSON list of users to create on start [VT_USERS_FILE]"
+    )
+    parser.add_argument(
+        "--taxonomy-file",
+        default=_env("TAXONOMY_FILE"),
+        help="taxonomy JSON; default: the competition's [VT_TAXONOMY_FILE]",
+    )
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="listen address [VT_HOST]")
     parser.add_argument("--port", type=int, default=int(_env("PORT", "7860")), help="port [VT_PORT]")
-    parser.add_argument("--max-upload-mb", type=int, default=int(_env("MAX_UPLOAD_MB", "20")),
-                        help="largest accepted upload in MB [VT_MAX_UPLOAD_MB]")
-    parser.add_argument("--session-hours", type=float, default=float(_env("SESSION_HOURS", "12")),
-                        help="a sign-in lasts this long [VT_SESSION_HOURS]")
+    parser.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=int(_env("MAX_UPLOAD_MB", "20")),
+        help="largest accepted upload in MB [VT_MAX_UPLOAD_MB]",
+    )
+    parser.add_argument(
+        "--session-hours",
+        type=float,
+        default=float(_env("SESSION_HOURS", "12")),
+        help="a sign-in lasts this long [VT_SESSION_HOURS]",
+    )
 
 
 def from_args(args: argparse.Namespace) -> Settings:

@@ -25,8 +25,16 @@ from .services import ServiceError
 log = logging.getLogger(__name__)
 
 USER_ERRORS = (
-    AccessDenied, ServiceError, TaxonomyError, ImageError, FormatError, ModelError,
-    db.NotFound, db.RegistryError, db.UserError, db.MediaError,
+    AccessDenied,
+    ServiceError,
+    TaxonomyError,
+    ImageError,
+    FormatError,
+    ModelError,
+    db.NotFound,
+    db.RegistryError,
+    db.UserError,
+    db.MediaError,
 )
 AUTO = "(let the model decide)"
 
@@ -80,12 +88,26 @@ def build(ctx: AppContext) -> gr.Blocks:
         for i in range(n_slots):
             if i < len(form["slots"]):
                 s = form["slots"][i]
-                updates.append(gr.update(visible=True, label=s["label"], choices=s["choices"], value=s["value"],
-                                         info=s["info"], elem_classes=["vt-low"] if s["low"] else []))
+                updates.append(
+                    gr.update(
+                        visible=True,
+                        label=s["label"],
+                        choices=s["choices"],
+                        value=s["value"],
+                        info=s["info"],
+                        elem_classes=["vt-low"] if s["low"] else [],
+                    )
+                )
             else:
                 updates.append(gr.update(visible=False, value=None, choices=[], elem_classes=[]))
-        return [gr.skip(), summary_markdown(payload, form, active.version_id if active else None),
-                gr.update(value=form["category"]), form["attributes"], payload["product_id"], *updates]
+        return [
+            gr.skip(),
+            summary_markdown(payload, form, active.version_id if active else None),
+            gr.update(value=form["category"]),
+            form["attributes"],
+            payload["product_id"],
+            *updates,
+        ]
 
     def open_product(product_id: int | None, request: gr.Request) -> list:
         if product_id is None:
@@ -108,13 +130,21 @@ def build(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Label", id="label"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=280):
-                        files = gr.File(label="Product photos (one or many)", file_count="multiple",
-                                        file_types=["image"], type="filepath")
+                        files = gr.File(
+                            label="Product photos (one or many)",
+                            file_count="multiple",
+                            file_types=["image"],
+                            type="filepath",
+                        )
                         upload_category = gr.Dropdown([AUTO, *categories], value=AUTO, label="Category of these photos")
                         upload_btn = gr.Button("Upload and suggest", variant="primary")
                         upload_report = gr.Markdown()
-                        batch_table = gr.Dataframe(headers=["product", "file", "category", "status"],
-                                                   interactive=False, wrap=True, label="This batch")
+                        batch_table = gr.Dataframe(
+                            headers=["product", "file", "category", "status"],
+                            interactive=False,
+                            wrap=True,
+                            label="This batch",
+                        )
                     with gr.Column(scale=2):
                         with gr.Row():
                             photo = gr.Image(label="Photo", interactive=False, height=300, type="pil")
@@ -124,15 +154,19 @@ def build(ctx: AppContext) -> gr.Blocks:
                         slots = [gr.Dropdown(visible=False, interactive=True) for _ in range(n_slots)]
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
-                            next_btn = gr.Button("Save and next  (Ctrl+Enter)", variant="primary",
-                                                 elem_id="vt-save-next")
+                            next_btn = gr.Button(
+                                "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
+                            )
                         save_msg = gr.Markdown()
             with gr.Tab("Review queue", id="queue"):
-                gr.Markdown("Your products with suggestions but no confirmed labels, least confident first. "
-                            "Choose one to open it in the form.")
+                gr.Markdown(
+                    "Your products with suggestions but no confirmed labels, least confident first. "
+                    "Choose one to open it in the form."
+                )
                 refresh_queue = gr.Button("Refresh")
-                gallery = gr.Gallery(columns=8, height=480, object_fit="contain", allow_preview=False,
-                                     label="Waiting for review")
+                gallery = gr.Gallery(
+                    columns=8, height=480, object_fit="contain", allow_preview=False, label="Waiting for review"
+                )
             with gr.Tab("My products", id="products"):
                 refresh_products = gr.Button("Refresh")
                 products_table = gr.Dataframe(interactive=False, label="Products")
@@ -165,16 +199,27 @@ def build(ctx: AppContext) -> gr.Blocks:
                 raise ServiceError("choose one or more photos first")
             results = services.upload(ctx, request, list(paths), None if chosen == AUTO else chosen)
             ok = [r for r in results if "error" not in r]
-            rows = [[r.get("product_id", ""), r["file"], r.get("category", ""),
-                     r["error"] if "error" in r else ("new" if r["created"] else "already uploaded")] for r in results]
+            rows = [
+                [
+                    r.get("product_id", ""),
+                    r["file"],
+                    r.get("category", ""),
+                    r["error"] if "error" in r else ("new" if r["created"] else "already uploaded"),
+                ]
+                for r in results
+            ]
             failed = len(results) - len(ok)
             report = f"{len(ok)} photo(s) ready" + (f", {failed} refused (see the table)" if failed else "") + "."
             ids = [r["product_id"] for r in ok]
             first = open_product(ids[0], request) if ids else render(None)
             return [ids, report, pd.DataFrame(rows, columns=["product", "file", "category", "status"]), *first]
 
-        upload_btn.click(on_upload, [files, upload_category], [batch, upload_report, batch_table, *form_outputs],
-                         api_visibility="private")
+        upload_btn.click(
+            on_upload,
+            [files, upload_category],
+            [batch, upload_report, batch_table, *form_outputs],
+            api_visibility="private",
+        )
 
         @friendly
         def on_category(new: str, product_id: int | None, request: gr.Request):
@@ -191,8 +236,9 @@ def build(ctx: AppContext) -> gr.Blocks:
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
             values = [data[slot] for slot in slots]
-            result = services.save_labels(ctx, request, product_id, data[category],
-                                          labels_from_slots(data[form_attrs], values))
+            result = services.save_labels(
+                ctx, request, product_id, data[category], labels_from_slots(data[form_attrs], values)
+            )
             kinds = sorted(set(result["sources"].values()))
             return f"Saved product {result['product_id']}: {result['events']} change(s)" + (
                 f" ({', '.join(kinds)})." if kinds else "."
@@ -210,7 +256,7 @@ def build(ctx: AppContext) -> gr.Blocks:
         def on_save_next(data: dict, request: gr.Request) -> list:
             message = do_save(data, request)
             product_id, ids = data[current], data[batch] or []
-            following = ids[ids.index(product_id) + 1:] if product_id in ids else []
+            following = ids[ids.index(product_id) + 1 :] if product_id in ids else []
             if not following:
                 queued = [q["product_id"] for q in services.review_queue(ctx, request, limit=5)]
                 following = [q for q in queued if q != product_id]
@@ -243,6 +289,7 @@ def build(ctx: AppContext) -> gr.Blocks:
             return pd.DataFrame(services.my_products(ctx, request, limit=200))
 
         refresh_products.click(on_products, None, [products_table], api_visibility="private")
+
         @friendly
         def on_export_mine(request: gr.Request) -> str:
             return services.export_labels(ctx, request)

@@ -41,8 +41,13 @@ def attribute_scores(rows: list[dict], last: int = 3) -> pd.DataFrame:
     out = []
     for r in [r for r in rows if r["per_attribute"]][:last]:
         for a in r["per_attribute"]:
-            out.append({"attribute": f"{a['category']} / {a['attribute']}", "version": r["version"][-8:],
-                        "score": round(a["score"], 3)})
+            out.append(
+                {
+                    "attribute": f"{a['category']} / {a['attribute']}",
+                    "version": r["version"][-8:],
+                    "score": round(a["score"], 3),
+                }
+            )
     return pd.DataFrame(out, columns=["attribute", "version", "score"])
 
 
@@ -86,8 +91,11 @@ def build_admin(ctx: AppContext) -> None:
             export_preds_btn = gr.Button("Export predictions (submission)")
             export_file = gr.File(label="Download", interactive=False)
         counts_btn = gr.Button("Refresh label counts")
-        counts_table = gr.Dataframe(pd.DataFrame(columns=["category", "attribute", "products", "labelled"]),
-                                    interactive=False, label="Labelled products per category and attribute")
+        counts_table = gr.Dataframe(
+            pd.DataFrame(columns=["category", "attribute", "products", "labelled"]),
+            interactive=False,
+            label="Labelled products per category and attribute",
+        )
     with gr.Accordion("Model", open=True):
         with gr.Row():
             retrain_btn = gr.Button("Retrain (heads, fast)", variant="primary")
@@ -98,17 +106,24 @@ def build_admin(ctx: AppContext) -> None:
             version_pick = gr.Dropdown(label="Version", choices=[], scale=3)
             activate_btn = gr.Button("Activate (or roll back to) this version", scale=1)
         activate_msg = gr.Markdown()
-        score_plot = gr.LinePlot(x="version", y="score", color="series", title="Metric per version",
-                                 y_lim=[0, 1], height=300)
-        attribute_plot = gr.BarPlot(x="attribute", y="score", color="version", title="Metric per attribute",
-                                    y_lim=[0, 1], height=360, x_label_angle=-45)
+        score_plot = gr.LinePlot(
+            x="version", y="score", color="series", title="Metric per version", y_lim=[0, 1], height=300
+        )
+        attribute_plot = gr.BarPlot(
+            x="attribute",
+            y="score",
+            color="version",
+            title="Metric per attribute",
+            y_lim=[0, 1],
+            height=360,
+            x_label_angle=-45,
+        )
         attribute_table_view = gr.Dataframe(interactive=False, label="Metric per attribute, newest versions")
     timer = gr.Timer(2.0)
 
     @friendly
     def on_import(folder: str, only_labels: bool, request: gr.Request) -> str:
         return services.import_data(ctx, request, folder, only_labels)["summary"]
-
 
     @friendly
     def on_export_labels(request: gr.Request) -> str:
@@ -138,8 +153,13 @@ def build_admin(ctx: AppContext) -> None:
         except AccessDenied:
             return [gr.skip()] * 8
         training = ctx.models.training
-        choices = [(f"{r['version']} ({r['status']}, {r['score'] if r['score'] is None else round(r['score'], 4)})",
-                    r["version"]) for r in rows]
+        choices = [
+            (
+                f"{r['version']} ({r['status']}, {r['score'] if r['score'] is None else round(r['score'], 4)})",
+                r["version"],
+            )
+            for r in rows
+        ]
         return [
             run_markdown(runs, training),
             gr.update(interactive=not training),
@@ -151,8 +171,16 @@ def build_admin(ctx: AppContext) -> None:
             attribute_table(rows),
         ]
 
-    outputs = [run_md, retrain_btn, full_btn, versions_table, version_pick, score_plot, attribute_plot,
-               attribute_table_view]
+    outputs = [
+        run_md,
+        retrain_btn,
+        full_btn,
+        versions_table,
+        version_pick,
+        score_plot,
+        attribute_plot,
+        attribute_table_view,
+    ]
     timer.tick(refresh, None, outputs, api_visibility="private", show_progress="hidden")
 
     @friendly
@@ -174,7 +202,9 @@ def build_admin(ctx: AppContext) -> None:
         if not version:
             raise services.ServiceError("choose a version first")
         result = services.activate(ctx, request, version)
-        return [f"Version `{result['active']}` is active; {result['rescored']} queued products re-scored.",
-                *refresh(request)]
+        return [
+            f"Version `{result['active']}` is active; {result['rescored']} queued products re-scored.",
+            *refresh(request),
+        ]
 
     activate_btn.click(on_activate, [version_pick], [activate_msg, *outputs], api_visibility="private")

@@ -19,7 +19,9 @@ from tests.app._data import make_learnable_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {
-    "admin": ("admin-pass-1", "admin"), "alice": ("alice-pass-1", "seller"), "bob": ("bob-pass-1", "seller"),
+    "admin": ("admin-pass-1", "admin"),
+    "alice": ("alice-pass-1", "seller"),
+    "bob": ("bob-pass-1", "seller"),
     "carol": ("carol-pass-1", "seller"),
 }
 
@@ -48,8 +50,14 @@ class RunningApp:
         return self.data_dir / "visual_taxonomy.sqlite3"
 
 
-def start_app(data_dir: Path, dataset: Path, extra_env: dict | None = None, *,
-              users: dict[str, tuple[str, str]] | None = None, args: tuple[str, ...] = ()) -> RunningApp:
+def start_app(
+    data_dir: Path,
+    dataset: Path,
+    extra_env: dict | None = None,
+    *,
+    users: dict[str, tuple[str, str]] | None = None,
+    args: tuple[str, ...] = (),
+) -> RunningApp:
     """Start ``app.py serve`` on a free loopback port; ``users`` (name -> (password, role))
     go into its users file, ``args`` onto its command line (``--database-url ...``)."""
     users_file = data_dir.parent / "users.json"
@@ -59,9 +67,22 @@ def start_app(data_dir: Path, dataset: Path, extra_env: dict | None = None, *,
     log = data_dir.parent / f"app-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "serve", "--data-dir", str(data_dir), "--port", str(port),
-         "--users-file", str(users_file), *args],
-        cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--users-file",
+            str(users_file),
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120

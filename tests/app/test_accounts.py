@@ -56,7 +56,10 @@ def test_a_request_without_sign_in_is_refused(app):
 def test_no_auth_is_refused_off_loopback(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "serve", "--host", "0.0.0.0", "--no-auth", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode == 2
     assert "without authentication" in result.stderr

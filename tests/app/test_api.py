@@ -50,10 +50,16 @@ def test_without_a_model_sellers_label_by_hand(app, tmp_path):
     alice = app.client("alice")
     assert alice.predict(api_name="/model_status")["active"] is None
     with pytest.raises(AppError, match="choose the category"):
-        alice.predict(handle_file(save_photo(tmp_path, "a.jpg", photo("Men Tshirts", "white", False, 1001))), "",
-                      api_name="/upload")
-    result = alice.predict(handle_file(save_photo(tmp_path, "a.jpg", photo("Men Tshirts", "white", False, 1001))),
-                           "Men Tshirts", api_name="/upload")
+        alice.predict(
+            handle_file(save_photo(tmp_path, "a.jpg", photo("Men Tshirts", "white", False, 1001))),
+            "",
+            api_name="/upload",
+        )
+    result = alice.predict(
+        handle_file(save_photo(tmp_path, "a.jpg", photo("Men Tshirts", "white", False, 1001))),
+        "Men Tshirts",
+        api_name="/upload",
+    )
     assert result["category"] == "Men Tshirts" and result["suggestion"] is None and result["created"]
     saved = alice.predict(result["product_id"], "Men Tshirts", {"color": "White", "neck": "round"}, api_name="/save")
     assert saved["labels"]["color"] == "white" and saved["sources"] == {"color": "seller", "neck": "seller"}
@@ -63,8 +69,9 @@ def test_without_a_model_sellers_label_by_hand(app, tmp_path):
 
 def test_a_bad_value_is_refused_with_the_allowed_ones_and_nothing_is_written(app, tmp_path):
     alice = app.client("alice")
-    product = alice.predict(handle_file(save_photo(tmp_path, "b.jpg", photo("Kurtis", "red", False, 1002))),
-                            "Kurtis", api_name="/upload")
+    product = alice.predict(
+        handle_file(save_photo(tmp_path, "b.jpg", photo("Kurtis", "red", False, 1002))), "Kurtis", api_name="/upload"
+    )
     before = table_counts(app)
     with pytest.raises(AppError) as err:
         alice.predict(product["product_id"], "Kurtis", {"color": "red", "fit_shape": "baggy"}, api_name="/save")
@@ -129,8 +136,9 @@ def test_odd_but_valid_images_are_accepted(app, tmp_path):
 
 def test_sellers_cannot_reach_each_others_products(app, tmp_path):
     alice, bob = app.client("alice"), app.client("bob")
-    mine = alice.predict(handle_file(save_photo(tmp_path, "c.jpg", photo("Kurtis", "blue", True, 1006))),
-                         "Kurtis", api_name="/upload")
+    mine = alice.predict(
+        handle_file(save_photo(tmp_path, "c.jpg", photo("Kurtis", "blue", True, 1006))), "Kurtis", api_name="/upload"
+    )
     pid = mine["product_id"]
     before = table_counts(app)
     for endpoint, args in [("/product", (pid,)), ("/history", (pid,)), ("/save", (pid, "Kurtis", {"color": "red"}))]:
@@ -144,10 +152,16 @@ def test_sellers_cannot_reach_each_others_products(app, tmp_path):
     assert theirs["product_id"] != pid and theirs["created"]
 
 
-@pytest.mark.parametrize("endpoint, args", [
-    ("/import_data", ("/tmp", False)), ("/retrain", ("heads",)), ("/runs", (5,)), ("/versions", ()),
-    ("/activate", ("anything",)),
-])
+@pytest.mark.parametrize(
+    "endpoint, args",
+    [
+        ("/import_data", ("/tmp", False)),
+        ("/retrain", ("heads",)),
+        ("/runs", (5,)),
+        ("/versions", ()),
+        ("/activate", ("anything",)),
+    ],
+)
 def test_admin_actions_are_refused_for_sellers(app, endpoint, args):
     with pytest.raises(AppError, match="only an admin"):
         app.client("alice").predict(*args, api_name=endpoint)
@@ -181,8 +195,9 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     (v1,) = [v for v in admin.predict(api_name="/versions") if v["status"] == "active"]
     assert v1["version"] == first["version"] and v1["score"] > 0.6
 
-    upload = alice.predict(handle_file(save_photo(tmp_path, "d.jpg", photo("Men Tshirts", "black", True, 2001))),
-                           "", api_name="/upload")
+    upload = alice.predict(
+        handle_file(save_photo(tmp_path, "d.jpg", photo("Men Tshirts", "black", True, 2001))), "", api_name="/upload"
+    )
     suggestion = upload["suggestion"]
     assert suggestion["model_version"] == v1["version"]
     assert upload["category"] == suggestion["category"] == "Men Tshirts", (upload, v1)
@@ -194,11 +209,18 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     assert attrs["color"]["value"] == "black"
     assert attrs["pattern"]["value"] == "printed"
 
-    saved = alice.predict(upload["product_id"], "Men Tshirts",
-                          {"color": "black", "neck": "round", "pattern": "not applicable"}, api_name="/save")
+    saved = alice.predict(
+        upload["product_id"],
+        "Men Tshirts",
+        {"color": "black", "neck": "round", "pattern": "not applicable"},
+        api_name="/save",
+    )
     assert saved["sources"] == {"color": "model_accepted", "neck": "seller", "pattern": "model_edited"}
-    events = rows(app, "SELECT attribute, value, source, model_version_id FROM label_events "
-                       f"WHERE product_id = {upload['product_id']} ORDER BY id")
+    events = rows(
+        app,
+        "SELECT attribute, value, source, model_version_id FROM label_events "
+        f"WHERE product_id = {upload['product_id']} ORDER BY id",
+    )
     assert events == [
         ("color", "black", "model_accepted", v1["version"]),
         ("neck", "round", "seller", None),
@@ -206,7 +228,9 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     ]
     history = alice.predict(upload["product_id"], api_name="/history")
     assert [(h["attribute"], h["source"], h["user"]) for h in history] == [
-        ("color", "model_accepted", "alice"), ("neck", "seller", "alice"), ("pattern", "model_edited", "alice"),
+        ("color", "model_accepted", "alice"),
+        ("neck", "seller", "alice"),
+        ("pattern", "model_edited", "alice"),
     ]
 
     second = wait_for_run(admin, admin.predict("heads", api_name="/retrain")["run_id"])
@@ -214,12 +238,14 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     if second["status"] == "succeeded":
         (v2,) = [v for v in admin.predict(api_name="/versions") if v["status"] == "active"]
         assert v2["version"] == second["version"] != v1["version"]
-        fresh = alice.predict(handle_file(save_photo(tmp_path, "e.jpg", photo("Kurtis", "red", True, 2002))),
-                              "", api_name="/upload")
+        fresh = alice.predict(
+            handle_file(save_photo(tmp_path, "e.jpg", photo("Kurtis", "red", True, 2002))), "", api_name="/upload"
+        )
         assert fresh["suggestion"]["model_version"] == v2["version"]
     # Roll back to the first version: new suggestions carry it again.
     assert admin.predict(v1["version"], api_name="/activate")["active"] == v1["version"]
     assert admin.predict(api_name="/model_status")["active"] == v1["version"]
-    back = alice.predict(handle_file(save_photo(tmp_path, "f.jpg", photo("Kurtis", "blue", False, 2003))),
-                         "", api_name="/upload")
+    back = alice.predict(
+        handle_file(save_photo(tmp_path, "f.jpg", photo("Kurtis", "blue", False, 2003))), "", api_name="/upload"
+    )
     assert back["suggestion"]["model_version"] == v1["version"]

@@ -14,8 +14,14 @@ from tests.app.conftest import USERS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = pytest.mark.browser
@@ -67,10 +73,12 @@ def test_sign_in_upload_see_the_form_and_save(app, browser, tmp_path):
     page.get_by_text("Saved product").wait_for(timeout=30_000)
     engine = create_engine(f"sqlite:///{app.db_file}")
     with engine.connect() as conn:
-        events = conn.execute(text(
-            "SELECT e.attribute, e.value, e.source, u.name FROM label_events e JOIN users u ON u.id = e.user_id "
-            "JOIN products p ON p.id = e.product_id WHERE p.category = 'Kurtis' ORDER BY e.id DESC LIMIT 1"
-        )).all()
+        events = conn.execute(
+            text(
+                "SELECT e.attribute, e.value, e.source, u.name FROM label_events e JOIN users u ON u.id = e.user_id "
+                "JOIN products p ON p.id = e.product_id WHERE p.category = 'Kurtis' ORDER BY e.id DESC LIMIT 1"
+            )
+        ).all()
     engine.dispose()
     assert [tuple(e) for e in events] == [("color", "red", "seller", "alice")]
     page.screenshot(path=str(shots / "saved.png"), full_page=True)

@@ -68,16 +68,32 @@ def hundred_mb() -> bytes:
 BAD_FILES = [
     # (kind, file name, bytes, error fragment)
     ("zero-byte file", "empty.jpg", lambda: b"", "empty"),
-    ("truncated JPEG", "cut.jpg", lambda: jpeg(photo("Kurtis", "blue", True, 77, size=400))[:700],
-     "damaged or truncated"),
+    (
+        "truncated JPEG",
+        "cut.jpg",
+        lambda: jpeg(photo("Kurtis", "blue", True, 77, size=400))[:700],
+        "damaged or truncated",
+    ),
     ("text renamed .jpg", "notes.jpg", lambda: b"this is not a photo at all\n" * 20, "not an image"),
-    ("HTML with script", "page.jpg", lambda: b"<html><body><script>alert(document.cookie)</script></body></html>",
-     "not an image"),
-    ("SVG with script", "logo.svg",
-     lambda: b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script><rect/></svg>', "not an image"),
+    (
+        "HTML with script",
+        "page.jpg",
+        lambda: b"<html><body><script>alert(document.cookie)</script></body></html>",
+        "not an image",
+    ),
+    (
+        "SVG with script",
+        "logo.svg",
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script><rect/></svg>',
+        "not an image",
+    ),
     ("PNG decompression bomb", "bomb.png", deflate_bomb, "the limit is 40 MP"),
-    ("PNG header claiming 30000x30000", "header.png",
-     lambda: png(30000, 30000, zlib.compress(b"\0" * 1000)), "decompression bomb"),
+    (
+        "PNG header claiming 30000x30000",
+        "header.png",
+        lambda: png(30000, 30000, zlib.compress(b"\0" * 1000)),
+        "decompression bomb",
+    ),
     ("30000x30000 JPEG", "huge.jpg", huge_jpeg, "900000000 pixels"),
     ("image too small", "dot.png", lambda: _encoded(Image.new("RGB", (4, 4)), "PNG"), "only 4x4 pixels"),
 ]
@@ -227,11 +243,14 @@ def test_a_bad_product_id_is_not_found(app, endpoint, kind, pid, fragment):
     assert snapshot(db_url(app)) == before
 
 
-@pytest.mark.parametrize("endpoint, args, fragment", [
-    ("products", ("ten", 0), "limit must be a whole number"),
-    ("products", (10, 2**70), None),  # an offset past the end: an empty page, not an overflow
-    ("queue", ([5],), "limit must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "endpoint, args, fragment",
+    [
+        ("products", ("ten", 0), "limit must be a whole number"),
+        ("products", (10, 2**70), None),  # an offset past the end: an empty page, not an overflow
+        ("queue", ([5],), "limit must be a whole number"),
+    ],
+)
 def test_bad_page_sizes_get_a_clear_answer(app, endpoint, args, fragment):
     raw = RawClient(app, "alice")
     outcome, result = raw.call(endpoint, *args)
@@ -252,8 +271,9 @@ def kurti(ident: str, color: str = "red") -> list[str]:
     return [ident, "Kurtis", "9", color, *[""] * 9]
 
 
-def write_csv(folder: Path, rows: list[list[str]], *, header: list[str] = HEADER, delimiter: str = ",",
-              bom: bool = False) -> Path:
+def write_csv(
+    folder: Path, rows: list[list[str]], *, header: list[str] = HEADER, delimiter: str = ",", bom: bool = False
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
@@ -264,11 +284,17 @@ def write_csv(folder: Path, rows: list[list[str]], *, header: list[str] = HEADER
 
 
 FILE_ERRORS = [
-    ("CSV with missing columns", lambda d: write_csv(d, [["1", "Kurtis", "red"]], header=["id", "Category", "attr_1"]),
-     "missing column(s) ['len']"),
+    (
+        "CSV with missing columns",
+        lambda d: write_csv(d, [["1", "Kurtis", "red"]], header=["id", "Category", "attr_1"]),
+        "missing column(s) ['len']",
+    ),
     ("CSV with the wrong delimiter", lambda d: write_csv(d, [kurti("1")], delimiter=";"), "delimited by ';'"),
-    ("CSV that is not text", lambda d: (d.mkdir(), (d / "train.csv").write_bytes(b"PK\x03\x04\xff\xfe\x00\x81" * 50)),
-     "cannot read the header as UTF-8"),
+    (
+        "CSV that is not text",
+        lambda d: (d.mkdir(), (d / "train.csv").write_bytes(b"PK\x03\x04\xff\xfe\x00\x81" * 50)),
+        "cannot read the header as UTF-8",
+    ),
     ("empty CSV", lambda d: (d.mkdir(), (d / "train.csv").write_bytes(b"")), "the file is empty"),
     ("folder without train.csv", lambda d: d.mkdir(), "no train.csv"),
 ]
@@ -301,8 +327,11 @@ BAD_ROWS = [
     ("control characters in the CSV", [kurti("1", "red\x07")], "invalid value 1"),
     ("ids with ../ path parts", [kurti("../../etc/passwd"), kurti("..\\x"), kurti("a/../b")], "bad id 3"),
     ("over-long id", [kurti("9" * 200)], "bad id 1"),
-    ("formula-looking cells", [kurti('=HYPERLINK("http://evil.example","x")'),
-                               kurti("2", '=HYPERLINK("http://evil.example","x")')], "bad id 1, invalid value 1"),
+    (
+        "formula-looking cells",
+        [kurti('=HYPERLINK("http://evil.example","x")'), kurti("2", '=HYPERLINK("http://evil.example","x")')],
+        "bad id 1, invalid value 1",
+    ),
     ("wrong len for the category", [["1", "Kurtis", "5", "red", *[""] * 9]], "bad row 1"),
 ]
 
@@ -324,8 +353,10 @@ def test_duplicated_ids_keep_the_first_row_and_a_bom_is_accepted(app, tmp_path):
     assert "1 imported" in result.stdout and "duplicate id 1" in result.stdout, result.stdout
     after = snapshot(db_url(app))
     assert after["products.rows"] == before["products.rows"] + 1
-    assert query(db_url(app), "SELECT e.value FROM label_events e JOIN products p ON p.id = e.product_id "
-                              "WHERE p.external_id = 'dup-1'") == [("red",)]
+    assert query(
+        db_url(app),
+        "SELECT e.value FROM label_events e JOIN products p ON p.id = e.product_id WHERE p.external_id = 'dup-1'",
+    ) == [("red",)]
 
 
 def test_a_formula_in_a_cell_is_neutralised_on_export(tmp_path):
@@ -366,8 +397,9 @@ def other_checkpoint(tmp_path_factory) -> Path:
     other = Taxonomy.from_dict({**base, "categories": base["categories"][:1]})
     config = trainer.ModelConfig(arch="resnet18", weights="none", image_size=32)
     path = tmp_path_factory.mktemp("ckpt") / "other.pt"
-    trainer.save_checkpoint(path, TaxonomyNet(config, other), preprocess=trainer.Preprocess(32), train_config={},
-                            metrics={})
+    trainer.save_checkpoint(
+        path, TaxonomyNet(config, other), preprocess=trainer.Preprocess(32), train_config={}, metrics={}
+    )
     return path
 
 
@@ -389,8 +421,9 @@ def test_the_trainer_command_refuses_a_bad_checkpoint(tmp_path, other_checkpoint
         path.write_text("this is a text file, not a model\n")
     else:
         path = other_checkpoint
-    result = cli("-m", "trainer", "eval", "--checkpoint", str(path), "--data", str(dataset), "--out",
-                 str(tmp_path / "eval"))
+    result = cli(
+        "-m", "trainer", "eval", "--checkpoint", str(path), "--data", str(dataset), "--out", str(tmp_path / "eval")
+    )
     assert result.returncode == 2 and fragment in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 
@@ -402,11 +435,14 @@ def test_the_trainer_command_refuses_a_bad_csv(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("kind, which, fragment", [
-    ("checkpoint that is not a checkpoint, activated in the app", "junk", "cannot read checkpoint"),
-    ("truncated checkpoint, activated in the app", "truncated", "cannot read checkpoint"),
-    ("checkpoint for another taxonomy, activated in the app", "other", "trained for another taxonomy"),
-])
+@pytest.mark.parametrize(
+    "kind, which, fragment",
+    [
+        ("checkpoint that is not a checkpoint, activated in the app", "junk", "cannot read checkpoint"),
+        ("truncated checkpoint, activated in the app", "truncated", "cannot read checkpoint"),
+        ("checkpoint for another taxonomy, activated in the app", "other", "trained for another taxonomy"),
+    ],
+)
 def test_the_app_refuses_to_activate_a_bad_checkpoint(app, other_checkpoint, kind, which, fragment):
     import trainer
 
@@ -426,8 +462,14 @@ def test_the_app_refuses_to_activate_a_bad_checkpoint(app, other_checkpoint, kin
 
     engine = create_engine(db_url(app))
     with db.make_session_factory(engine).begin() as session:
-        db.register_version(session, version_id=f"planted-{which}", path=f"planted-{which}/model.pt",
-                            checksum=trainer.file_sha256(path), taxonomy_fingerprint=fingerprint, kind="heads")
+        db.register_version(
+            session,
+            version_id=f"planted-{which}",
+            path=f"planted-{which}/model.pt",
+            checksum=trainer.file_sha256(path),
+            taxonomy_fingerprint=fingerprint,
+            kind="heads",
+        )
     engine.dispose()
     before = snapshot(db_url(app))
     from gradio_client.exceptions import AppError
@@ -440,10 +482,17 @@ def test_the_app_refuses_to_activate_a_bad_checkpoint(app, other_checkpoint, kin
 
 def test_the_corpus_holds_enough_kinds():
     """Printed for the README: how many kinds of bad input the corpus holds."""
-    kinds = [c[0] for table in (BAD_FILES, VALID, BAD_SAVES, BAD_IDS, FILE_ERRORS, BAD_ROWS, TRAINER_CASES)
-             for c in table]
-    kinds += ["100 MB upload", "bad page size or offset", "duplicated ids", "CSV with a byte-order mark",
-              "formula-looking cell on export", "trainer on a CSV with the wrong delimiter",
-              "bad checkpoint activated in the app (3 kinds)"]
+    kinds = [
+        c[0] for table in (BAD_FILES, VALID, BAD_SAVES, BAD_IDS, FILE_ERRORS, BAD_ROWS, TRAINER_CASES) for c in table
+    ]
+    kinds += [
+        "100 MB upload",
+        "bad page size or offset",
+        "duplicated ids",
+        "CSV with a byte-order mark",
+        "formula-looking cell on export",
+        "trainer on a CSV with the wrong delimiter",
+        "bad checkpoint activated in the app (3 kinds)",
+    ]
     print(f"\n{len(kinds)} kinds of bad input tried: " + "; ".join(kinds))
     assert len(set(kinds)) == len(kinds) >= 25

@@ -107,16 +107,21 @@ def test_concurrent_saves_during_a_retrain_lose_nothing(tmp_path, database_url):
         assert run["status"] in ("succeeded", "rejected"), run
         during = [s for t, s in latencies if t <= retrain_ended]
         assert during, "no suggestion was served while the retrain ran"
-        print(f"\n{backend}: 8 sellers x {PRODUCTS_EACH} saves in {elapsed:.1f} s; retrain {run['status']} after "
-              f"{retrain_ended - started:.1f} s; suggestions during it: {len(during)}, p95 {p95(during):.2f} s "
-              f"(overall {len(latencies)}, p95 {p95([s for _, s in latencies]):.2f} s)")
+        print(
+            f"\n{backend}: 8 sellers x {PRODUCTS_EACH} saves in {elapsed:.1f} s; retrain {run['status']} after "
+            f"{retrain_ended - started:.1f} s; suggestions during it: {len(during)}, p95 {p95(during):.2f} s "
+            f"(overall {len(latencies)}, p95 {p95([s for _, s in latencies]):.2f} s)"
+        )
 
         # Every save stored exactly once, for its owner, by its owner.
         for seller, ids in saved.items():
             assert len(ids) == len(set(ids)) == PRODUCTS_EACH, (seller, ids)
-        rows = query(url, "SELECT p.id, o.name, e.value, u.name FROM label_events e "
-                          "JOIN products p ON p.id = e.product_id JOIN users o ON o.id = p.owner_id "
-                          "LEFT JOIN users u ON u.id = e.user_id WHERE e.attribute = 'color' AND e.source <> 'import'")
+        rows = query(
+            url,
+            "SELECT p.id, o.name, e.value, u.name FROM label_events e "
+            "JOIN products p ON p.id = e.product_id JOIN users o ON o.id = p.owner_id "
+            "LEFT JOIN users u ON u.id = e.user_id WHERE e.attribute = 'color' AND e.source <> 'import'",
+        )
         by_product = {}
         for pid, owner, value, author in rows:
             assert pid not in by_product, f"product {pid} has its colour saved twice"
@@ -125,8 +130,9 @@ def test_concurrent_saves_during_a_retrain_lose_nothing(tmp_path, database_url):
             for i, pid in enumerate(ids):
                 assert by_product[pid] == (seller, COLORS[i % 2], seller), (pid, by_product[pid])
         assert len(by_product) == len(SELLERS) * PRODUCTS_EACH
-        counts = dict(query(url, "SELECT o.name, count(*) FROM products p JOIN users o ON o.id = p.owner_id "
-                                 "GROUP BY o.name"))
+        counts = dict(
+            query(url, "SELECT o.name, count(*) FROM products p JOIN users o ON o.id = p.owner_id GROUP BY o.name")
+        )
         assert all(counts[seller] == PRODUCTS_EACH for seller in SELLERS), counts
     finally:
         stop_app(app)

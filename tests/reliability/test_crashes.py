@@ -122,8 +122,16 @@ def test_an_import_killed_midway_is_completed_by_running_it_again(tmp_path):
     expected_events = sum(2 if i % 2 == 0 else 1 for i in range(400))  # T-shirts: colour, pattern; Kurtis: colour
     data = tmp_path / "data"
     url = f"sqlite:///{data / 'visual_taxonomy.sqlite3'}"
-    command = [sys.executable, str(ROOT / "app.py"), "import", str(dataset), "--data-dir", str(data),
-               "--batch-size", "20"]
+    command = [
+        sys.executable,
+        str(ROOT / "app.py"),
+        "import",
+        str(dataset),
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "20",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def imported() -> int:
@@ -138,8 +146,11 @@ def test_an_import_killed_midway_is_completed_by_running_it_again(tmp_path):
     partial = imported()
     assert 0 < partial < 400, f"{partial} products: the import was not caught midway"
     # Every product that made it has all of its labels: batches are transactions.
-    counts = query(url, "SELECT p.external_id, count(e.id) FROM products p "
-                        "LEFT JOIN label_events e ON e.product_id = p.id GROUP BY p.external_id")
+    counts = query(
+        url,
+        "SELECT p.external_id, count(e.id) FROM products p "
+        "LEFT JOIN label_events e ON e.product_id = p.id GROUP BY p.external_id",
+    )
     assert all(n == (2 if int(ext[1:]) % 2 == 0 else 1) for ext, n in counts), counts
 
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -20,16 +20,43 @@ from tests.reliability.conftest import RawClient, client, db_url, launch, query,
 # Every named endpoint and what may reach it: "any" signed-in user, a seller's "own" products
 # only (by id), a "list" of the caller's own products, a "new" product of the caller, "admin" only.
 NAMED = {
-    "/upload": "new", "/product": "own", "/save": "own", "/history": "own", "/queue": "list", "/products": "list",
-    "/export_labels": "list", "/export_predictions": "list", "/counts": "list", "/import_data": "admin",
-    "/retrain": "admin", "/runs": "admin", "/versions": "admin", "/activate": "admin", "/model_status": "any",
+    "/upload": "new",
+    "/product": "own",
+    "/save": "own",
+    "/history": "own",
+    "/queue": "list",
+    "/products": "list",
+    "/export_labels": "list",
+    "/export_predictions": "list",
+    "/counts": "list",
+    "/import_data": "admin",
+    "/retrain": "admin",
+    "/runs": "admin",
+    "/versions": "admin",
+    "/activate": "admin",
+    "/model_status": "any",
 }
 # The UI's own events (not in the API description, but callable by a signed-in browser): each
 # goes through the same ``services`` functions, which take the user from the request.
 UI_EVENTS = {
-    "on_export_labels", "on_export_predictions", "on_counts", "on_import", "on_counts_1", "refresh", "on_retrain",
-    "on_full", "on_activate", "on_load", "on_upload", "on_category", "on_save", "on_save_next", "on_queue",
-    "on_pick", "on_products", "on_export_mine",
+    "on_export_labels",
+    "on_export_predictions",
+    "on_counts",
+    "on_import",
+    "on_counts_1",
+    "refresh",
+    "on_retrain",
+    "on_full",
+    "on_activate",
+    "on_load",
+    "on_upload",
+    "on_category",
+    "on_save",
+    "on_save_next",
+    "on_queue",
+    "on_pick",
+    "on_products",
+    "on_export_mine",
 }
 
 
@@ -53,12 +80,26 @@ def alices(app, tmp_path_factory) -> dict:
     # A prediction stored the way the app stores one, so that exports and queues have one to leak.
     engine = create_engine(db_url(app))
     with db.make_session_factory(engine).begin() as session:
-        db.register_version(session, version_id="planted", path="planted/model.pt", checksum="0" * 64,
-                            taxonomy_fingerprint="f" * 16, kind="heads")
+        db.register_version(
+            session,
+            version_id="planted",
+            path="planted/model.pt",
+            checksum="0" * 64,
+            taxonomy_fingerprint="f" * 16,
+            kind="heads",
+        )
         product = session.get(db.Product, pid)
-        db.save_prediction(session, product, "planted", ProductPrediction(
-            id=str(pid), category="Kurtis", category_probability=0.9,
-            attributes={"pattern": AttributePrediction("striped", 0.4, (("striped", 0.4), ("solid", 0.3)))}))
+        db.save_prediction(
+            session,
+            product,
+            "planted",
+            ProductPrediction(
+                id=str(pid),
+                category="Kurtis",
+                category_probability=0.9,
+                attributes={"pattern": AttributePrediction("striped", 0.4, (("striped", 0.4), ("solid", 0.3)))},
+            ),
+        )
     engine.dispose()
     (folder / "own.jpg").write_bytes(jpeg(photo("Kurtis", "blue", False, 778)))
     client(app, "bob").predict(handle_file(str(folder / "own.jpg")), "Kurtis", api_name="/upload")
@@ -142,18 +183,20 @@ def test_unauthenticated_uploads_files_and_queue_are_refused(app, alices):
     try:
         assert raw.upload("x.jpg", alices["path"].read_bytes()).status_code == 401
         assert raw.http.get("/gradio_api/file=/etc/passwd").status_code in (401, 403)
-        assert raw.http.post("/gradio_api/queue/join", json={"data": [], "fn_index": 0,
-                                                             "session_hash": "x"}).status_code in (401, 403)
+        assert raw.http.post(
+            "/gradio_api/queue/join", json={"data": [], "fn_index": 0, "session_hash": "x"}
+        ).status_code in (401, 403)
         assert raw.http.get("/config").status_code == 401
     finally:
         raw.close()
 
 
 def test_server_files_and_urls_cannot_be_passed_as_a_photo(app):
-    for photo_arg in ({"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
-                      {"path": str(app.db_file), "meta": {"_type": "gradio.FileData"}},
-                      {"path": "http://127.0.0.1:1/x.jpg", "url": "http://127.0.0.1:1/x.jpg",
-                       "meta": {"_type": "gradio.FileData"}}):
+    for photo_arg in (
+        {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},
+        {"path": str(app.db_file), "meta": {"_type": "gradio.FileData"}},
+        {"path": "http://127.0.0.1:1/x.jpg", "url": "http://127.0.0.1:1/x.jpg", "meta": {"_type": "gradio.FileData"}},
+    ):
         outcome, message = call_as(app, "alice", "upload", photo_arg, "Kurtis")
         assert outcome == "error" and re.search(r"not uploaded by a user|failed validation|no photo", message), message
     assert serving(app)
@@ -174,8 +217,9 @@ def test_upload_limits_hold_before_decoding(app):
 
 def test_stored_files_are_named_by_their_content_only(app, alices):
     raw = RawClient(app, "carol")
-    outcome, item = raw.call("upload", raw.file("../../../evil name;rm -rf.jpg",
-                                                jpeg(photo("Kurtis", "blue", True, 779))), "Kurtis")
+    outcome, item = raw.call(
+        "upload", raw.file("../../../evil name;rm -rf.jpg", jpeg(photo("Kurtis", "blue", True, 779))), "Kurtis"
+    )
     raw.close()
     assert outcome == "complete", item
     media = app.data_dir / "media"

@@ -26,15 +26,18 @@ def read(text: str, taxonomy):
 
 
 def test_reads_rows_with_missing_cells_kept_missing(taxonomy):
-    text = HEADER + '0,Men Tshirts,5,default,round,,default,short sleeves,,,,,\n'
+    text = HEADER + "0,Men Tshirts,5,default,round,,default,short sleeves,,,,,\n"
     text += '16431,Sarees,10,"same as saree\n",woven design,small border,multicolor,party,default,,'
-    text += 'ZARI WOVEN ,default,no\n'
+    text += "ZARI WOVEN ,default,no\n"
     examples, errors = read(text, taxonomy)
     assert errors == []
     first, saree = examples
     assert first.labels == {
-        "color": "default", "neck": "round", "pattern": None,
-        "print_or_pattern_type": "default", "sleeve_length": "short sleeves",
+        "color": "default",
+        "neck": "round",
+        "pattern": None,
+        "print_or_pattern_type": "default",
+        "sleeve_length": "short sleeves",
     }
     assert saree.labels["blouse_pattern"] == "same as saree"
     assert saree.labels["pallu_details"] is None
@@ -89,8 +92,17 @@ def test_missing_file(tmp_path, taxonomy):
 
 def test_train_csv_round_trip(tmp_path, taxonomy):
     examples = [
-        LabeledExample("a1", "Men Tshirts", {"color": "white", "neck": None, "pattern": NOT_APPLICABLE,
-                                              "print_or_pattern_type": "solid", "sleeve_length": "long sleeves"}),
+        LabeledExample(
+            "a1",
+            "Men Tshirts",
+            {
+                "color": "white",
+                "neck": None,
+                "pattern": NOT_APPLICABLE,
+                "print_or_pattern_type": "solid",
+                "sleeve_length": "long sleeves",
+            },
+        ),
         LabeledExample("a2", "Sarees", {"border": "zari", "transparency": "no"}),
     ]
     path = tmp_path / "out.csv"

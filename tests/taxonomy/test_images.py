@@ -80,6 +80,7 @@ def test_animated_gif_gives_its_first_frame():
 
 def bomb_png(width: int, height: int) -> bytes:
     """A valid PNG header claiming huge dimensions, with a tiny compressed body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -39,7 +39,11 @@ def test_default_taxonomy_is_the_competitions(taxonomy):
     # The source's spelling is kept, as the competition's files use it.
     assert "ocassion" in tops.attribute_names
     assert taxonomy.category("Men Tshirts").attribute_names == (
-        "color", "neck", "pattern", "print_or_pattern_type", "sleeve_length",
+        "color",
+        "neck",
+        "pattern",
+        "print_or_pattern_type",
+        "sleeve_length",
     )
     # Values are stored clean: the raw "same as saree\n" of the source appears once, stripped.
     blouse = taxonomy.category("Sarees").attribute("blouse_pattern")

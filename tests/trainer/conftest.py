@@ -25,10 +25,12 @@ COLORS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220), "
 
 def make_taxonomy() -> Taxonomy:
     color = Attribute("color", tuple(COLORS))
-    return Taxonomy(categories=(
-        Category("tee", (color, Attribute("pattern", ("solid", "striped")))),
-        Category("mug", (color, Attribute("size", ("small", "large")))),
-    ))
+    return Taxonomy(
+        categories=(
+            Category("tee", (color, Attribute("pattern", ("solid", "striped")))),
+            Category("mug", (color, Attribute("size", ("small", "large")))),
+        )
+    )
 
 
 def draw(category: str, color: str, second: str, rng: random.Random, size: int = 64) -> Image.Image:
@@ -66,10 +68,27 @@ def make_examples(folder: Path, n: int, *, seed: int, prefix: str = "p", missing
     return out
 
 
-TINY_MODEL = ModelConfig(arch="resnet18", weights="none", image_size=48, dropout=0.1, head_hidden=64,
-                         complex_hidden=(64, 32), complex_threshold=3)
-TINY_TRAIN = TrainConfig(epochs=8, batch_size=32, lr=2e-3, patience=8, val_fraction=0.2, tta_flip=False,
-                         heads_epochs=30, heads_batch_size=64, heads_lr=5e-3, embed_batch_size=64)
+TINY_MODEL = ModelConfig(
+    arch="resnet18",
+    weights="none",
+    image_size=48,
+    dropout=0.1,
+    head_hidden=64,
+    complex_hidden=(64, 32),
+    complex_threshold=3,
+)
+TINY_TRAIN = TrainConfig(
+    epochs=8,
+    batch_size=32,
+    lr=2e-3,
+    patience=8,
+    val_fraction=0.2,
+    tta_flip=False,
+    heads_epochs=30,
+    heads_batch_size=64,
+    heads_lr=5e-3,
+    embed_batch_size=64,
+)
 
 
 def offline_fetch(arch: str) -> dict:
@@ -101,8 +120,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, gen_data, gen_taxonomy):
     """A tiny model trained once for the whole session (a few seconds)."""
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("trained")
-    return train_full(gen_data["train"], taxonomy=gen_taxonomy, out_dir=out, config=TINY_TRAIN,
-                      model_config=TINY_MODEL, device="cpu", seed=0)
+    return train_full(
+        gen_data["train"],
+        taxonomy=gen_taxonomy,
+        out_dir=out,
+        config=TINY_TRAIN,
+        model_config=TINY_MODEL,
+        device="cpu",
+        seed=0,
+    )
 
 
 @pytest.fixture

@@ -21,8 +21,14 @@ from trainer import (
 def test_round_trip_gives_identical_predictions(trained, gen_data, tmp_path) -> None:
     ckpt = load_checkpoint(trained.checkpoint_path)
     copy = tmp_path / "copy.pt"
-    save_checkpoint(copy, ckpt.build_model(), preprocess=ckpt.preprocess, train_config=ckpt.train_config,
-                    metrics=ckpt.metrics, backbone_source=ckpt.backbone_source)
+    save_checkpoint(
+        copy,
+        ckpt.build_model(),
+        preprocess=ckpt.preprocess,
+        train_config=ckpt.train_config,
+        metrics=ckpt.metrics,
+        backbone_source=ckpt.backbone_source,
+    )
     photos = [e.image_path for e in gen_data["test"][:6]]
     first = Predictor.load(trained.checkpoint_path).predict(photos)
     again = Predictor.load(copy).predict(photos)

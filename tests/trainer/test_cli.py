@@ -33,20 +33,27 @@ def data_dir(tmp_path_factory, gen_data, gen_taxonomy) -> Path:
 
 
 def test_eval_writes_metric_json_and_table(trained, data_dir, tmp_path, capsys) -> None:
-    assert main(["eval", "--checkpoint", str(trained.checkpoint_path), "--data", str(data_dir),
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(trained.checkpoint_path), "--data", str(data_dir), "--out", str(tmp_path)])
+        == 0
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0.5 < metrics["score"] <= 1.0
     table = list(csv.DictReader(open(tmp_path / "per_attribute.csv")))
     assert {(r["category"], r["attribute"]) for r in table} == {
-        ("tee", "color"), ("tee", "pattern"), ("mug", "color"), ("mug", "size")}
+        ("tee", "color"),
+        ("tee", "pattern"),
+        ("mug", "color"),
+        ("mug", "size"),
+    }
     assert "score" in capsys.readouterr().out
 
 
 def test_predict_writes_a_submission_and_counts_skipped(trained, data_dir, tmp_path, capsys) -> None:
     out = tmp_path / "submission.csv"
-    assert main(["predict", "--checkpoint", str(trained.checkpoint_path), "--data", str(data_dir),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(trained.checkpoint_path), "--data", str(data_dir), "--out", str(out)]) == 0
+    )
     rows = list(csv.reader(open(out)))
     assert rows[0][:4] == ["id", "Category", "len", "attr_1"] and len(rows) == 21
     printed = capsys.readouterr().out
@@ -62,8 +69,24 @@ def test_embed_fills_the_cache_once(trained, data_dir, tmp_path, capsys) -> None
 
 
 def test_train_heads_from_the_command_line(trained, data_dir, tmp_path, capsys) -> None:
-    assert main(["train", "--data", str(data_dir), "--mode", "heads", "--base", str(trained.checkpoint_path),
-                 "--epochs", "3", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data_dir),
+                "--mode",
+                "heads",
+                "--base",
+                str(trained.checkpoint_path),
+                "--epochs",
+                "3",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "model.pt").is_file()
     assert "skipped 1 unreadable" in capsys.readouterr().out
 
@@ -75,17 +98,43 @@ def test_clear_errors(trained, data_dir, tmp_path, capsys) -> None:
     empty.mkdir()
     (empty / "train.csv").write_text("id,Category,len,attr_1,attr_2\n")
     (empty / "category_attributes.json").write_text(json.dumps({"tee": ["color", "pattern"]}))
-    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "o"), "--taxonomy",
-                 str(_taxonomy_file(trained, tmp_path))]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(empty),
+                "--out",
+                str(tmp_path / "o"),
+                "--taxonomy",
+                str(_taxonomy_file(trained, tmp_path)),
+            ]
+        )
+        == 2
+    )
     assert "no training examples" in capsys.readouterr().err
     unknown = tmp_path / "unknown"
     shutil.copytree(data_dir, unknown)
     (unknown / "test.csv").write_text("id,Category\nv0000,sofa\n")
-    assert main(["predict", "--checkpoint", str(trained.checkpoint_path), "--data", str(unknown),
-                 "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(trained.checkpoint_path),
+                "--data",
+                str(unknown),
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )
     assert "unknown category 'sofa'" in capsys.readouterr().err
-    assert main(["eval", "--checkpoint", str(tmp_path / "absent.pt"), "--data", str(data_dir),
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["eval", "--checkpoint", str(tmp_path / "absent.pt"), "--data", str(data_dir), "--out", str(tmp_path)])
+        == 2
+    )
     assert "checkpoint not found" in capsys.readouterr().err
 
 

@@ -18,7 +18,7 @@ def test_focal_loss_matches_hand_computed_values() -> None:
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
     target = torch.tensor([0, 2])
     p0 = math.exp(2) / (math.exp(2) + 1 + math.exp(-1))
-    expected = [-(1 - p0) ** 2 * math.log(p0), -(1 - 1 / 3) ** 2 * math.log(1 / 3)]
+    expected = [-((1 - p0) ** 2) * math.log(p0), -((1 - 1 / 3) ** 2) * math.log(1 / 3)]
     got = focal_loss(logits, target, gamma=2.0)
     assert got.tolist() == pytest.approx(expected, rel=1e-5)
     weighted = focal_loss(logits, target, gamma=2.0, weight=torch.tensor([0.5, 1.0, 3.0]))
@@ -74,8 +74,7 @@ def test_loss_averages_over_labelled_cells_only(gen_taxonomy, tiny_model) -> Non
     model = TaxonomyNet(tiny_model, gen_taxonomy).eval()
     examples = [LabeledExample("t1", "tee", {"color": "red", "pattern": None})]
     labels = encode_labels(examples, gen_taxonomy)
-    loss_fn = TaxonomyLoss([torch.ones(4), torch.ones(2), torch.ones(4), torch.ones(2)], gamma=2.0,
-                           category_weight=0.0)
+    loss_fn = TaxonomyLoss([torch.ones(4), torch.ones(2), torch.ones(4), torch.ones(2)], gamma=2.0, category_weight=0.0)
     out = model.heads(torch.randn(1, model.backbone.out_features), labels.categories)
     color = next(h for h in out.attributes if h.position == 0)
     expected = focal_loss(color.logits, torch.tensor([0]), gamma=2.0).item()

@@ -49,8 +49,15 @@ def test_any_image_mode_and_exif_orientation(predictor, gen_data) -> None:
     exif[0x0112] = 6
     buffer = io.BytesIO()
     rotated.rotate(-90, expand=True).rotate(90, expand=True).save(buffer, "JPEG", exif=exif.tobytes())
-    inputs = [base, base.convert("CMYK"), base.convert("P"), base.convert("L"), base.convert("RGBA"),
-              buffer.getvalue(), gen_data["test"][0].image_path]
+    inputs = [
+        base,
+        base.convert("CMYK"),
+        base.convert("P"),
+        base.convert("L"),
+        base.convert("RGBA"),
+        buffer.getvalue(),
+        gen_data["test"][0].image_path,
+    ]
     preds = predictor.predict(inputs)
     assert len(preds) == len(inputs) and preds[0].category == preds[-1].category
     alone = predictor.predict([gen_data["test"][0].image_path])[0].attributes

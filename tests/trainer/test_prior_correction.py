@@ -56,7 +56,8 @@ def test_predictor_applies_the_stored_correction(trained, gen_data, gen_taxonomy
     # rare colours are suggested at least as often once the prior is divided out
     rare = values[int(heads.value_counts[heads.value_offsets[head] : heads.value_offsets[head + 1]].argmin())]
     assert sum(a.attributes["color"].value == rare for a in after) >= sum(
-        b.attributes["color"].value == rare for b in before)
+        b.attributes["color"].value == rare for b in before
+    )
 
 
 def test_checkpoint_without_the_correction_still_loads(trained, gen_data, tmp_path) -> None:
@@ -71,14 +72,21 @@ def test_checkpoint_without_the_correction_still_loads(trained, gen_data, tmp_pa
     assert predictor.predict(photos) == Predictor.load(trained.checkpoint_path).predict(photos)
 
 
-def test_the_configured_correction_is_trained_into_the_checkpoint(gen_data, gen_taxonomy, tiny_model, tiny_train,
-                                                                   tmp_path) -> None:
+def test_the_configured_correction_is_trained_into_the_checkpoint(
+    gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path
+) -> None:
     """What the CPU default sets (tau from cross-validation) is what its checkpoint applies."""
     tau = default_train_config("cpu").logit_adjustment
     assert tau < 0  # the cross-validated choice (bench/RESULTS.md); 0 would make this test vacuous
     config = replace(tiny_train, epochs=1, logit_adjustment=tau)
-    result = train_full(gen_data["train"][:40], taxonomy=gen_taxonomy, out_dir=tmp_path, config=config,
-                        model_config=tiny_model, device="cpu")
+    result = train_full(
+        gen_data["train"][:40],
+        taxonomy=gen_taxonomy,
+        out_dir=tmp_path,
+        config=config,
+        model_config=tiny_model,
+        device="cpu",
+    )
     ckpt = load_checkpoint(result.checkpoint_path)
     assert ckpt.train_config["logit_adjustment"] == tau
     assert float(Predictor.load(result.checkpoint_path).model.heads.logit_adjustment) == pytest.approx(tau)

@@ -22,9 +22,15 @@ from trainer import (
 def test_heads_retrain_reuses_backbone_and_cache(trained, gen_data, gen_taxonomy, tiny_train, tmp_path) -> None:
     cache = tmp_path / "cache"
     steps: list[tuple[float, str]] = []
-    first = retrain_heads(gen_data["train"], taxonomy=gen_taxonomy, base_checkpoint=trained.checkpoint_path,
-                          out_dir=tmp_path / "v2", cache_dir=cache, config=tiny_train,
-                          progress=lambda f, m: steps.append((f, m)))
+    first = retrain_heads(
+        gen_data["train"],
+        taxonomy=gen_taxonomy,
+        base_checkpoint=trained.checkpoint_path,
+        out_dir=tmp_path / "v2",
+        cache_dir=cache,
+        config=tiny_train,
+        progress=lambda f, m: steps.append((f, m)),
+    )
     assert first.embeddings_computed == len(gen_data["train"])
     assert steps and steps[-1][0] == 1.0 and all(0 <= f <= 1 for f, _ in steps)
     base, new = load_checkpoint(trained.checkpoint_path), load_checkpoint(first.checkpoint_path)
@@ -36,8 +42,14 @@ def test_heads_retrain_reuses_backbone_and_cache(trained, gen_data, gen_taxonomy
     # The held-out ids are reported and the metric is on them alone.
     assert first.metrics["held_out_examples"] == len(first.held_out_ids) > 0
 
-    second = retrain_heads(gen_data["train"], taxonomy=gen_taxonomy, base_checkpoint=first.checkpoint_path,
-                           out_dir=tmp_path / "v3", cache_dir=cache, config=tiny_train)
+    second = retrain_heads(
+        gen_data["train"],
+        taxonomy=gen_taxonomy,
+        base_checkpoint=first.checkpoint_path,
+        out_dir=tmp_path / "v3",
+        cache_dir=cache,
+        config=tiny_train,
+    )
     assert second.embeddings_computed == 0  # every photo came from the cache
     assert load_checkpoint(second.checkpoint_path).parent_version == first.version_id
 
@@ -51,10 +63,15 @@ def test_heads_retrain_reuses_backbone_and_cache(trained, gen_data, gen_taxonomy
 
 def test_offline_fallback_warns_once_and_trains(gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path) -> None:
     with pytest.warns(PretrainedWeightsUnavailable, match="could not be downloaded") as record:
-        result = retrain_heads(gen_data["train"][:40], taxonomy=gen_taxonomy, base_checkpoint=None,
-                               out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
-                               config=replace(tiny_train, heads_epochs=3),
-                               model_config=replace(tiny_model, weights="imagenet"))
+        result = retrain_heads(
+            gen_data["train"][:40],
+            taxonomy=gen_taxonomy,
+            base_checkpoint=None,
+            out_dir=tmp_path / "out",
+            cache_dir=tmp_path / "cache",
+            config=replace(tiny_train, heads_epochs=3),
+            model_config=replace(tiny_model, weights="imagenet"),
+        )
     assert len([w for w in record if issubclass(w.category, PretrainedWeightsUnavailable)]) == 1
     ckpt = load_checkpoint(result.checkpoint_path)
     assert ckpt.backbone_source == "random" and ckpt.parent_version is None
@@ -91,7 +108,12 @@ def test_retrain_skips_unreadable_photos(gen_data, gen_taxonomy, trained, tiny_t
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 truncated")
     bad = replace(gen_data["train"][0], id="broken", image_path=str(broken))
-    result = retrain_heads([*gen_data["train"][:40], bad], taxonomy=gen_taxonomy,
-                           base_checkpoint=trained.checkpoint_path, out_dir=tmp_path / "o",
-                           cache_dir=tmp_path / "c", config=replace(tiny_train, heads_epochs=2))
+    result = retrain_heads(
+        [*gen_data["train"][:40], bad],
+        taxonomy=gen_taxonomy,
+        base_checkpoint=trained.checkpoint_path,
+        out_dir=tmp_path / "o",
+        cache_dir=tmp_path / "c",
+        config=replace(tiny_train, heads_epochs=2),
+    )
     assert [s[0] for s in result.skipped] == ["broken"]

@@ -31,8 +31,9 @@ def test_outputs_describe_the_run(trained, gen_taxonomy) -> None:
 
 
 @pytest.mark.parametrize("progressive_size", [0, 32], ids=["fixed-size", "progressive-resizing"])
-def test_interrupted_run_resumes_to_the_same_weights(gen_data, gen_taxonomy, tiny_model, tiny_train,
-                                                     tmp_path, progressive_size) -> None:
+def test_interrupted_run_resumes_to_the_same_weights(
+    gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path, progressive_size
+) -> None:
     few = gen_data["train"][:48]
     # With progressive resizing the first epoch trains on 32-pixel photos and the second on 48.
     config = replace(tiny_train, epochs=2, batch_size=16, patience=99, progressive_size=progressive_size)
