@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -32,7 +33,8 @@ LABEL_SOURCES = ("import", "seller", "model_accepted", "model_edited")
 CONFIRMED_SOURCES = ("seller", "model_accepted", "model_edited")
 VERSION_STATUSES = ("candidate", "active", "retired")
 VERSION_KINDS = ("heads", "full")
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "rejected")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "rejected", "cancelled")
+RUN_TRIGGERS = ("admin", "policy")
 RUN_ACTIVE_STATUSES = ("queued", "running")
 # The attribute name under which a prediction of the product's category is stored.
 CATEGORY_ATTRIBUTE = "__category__"
@@ -176,6 +178,15 @@ class ModelVersion(Base):
     __table_args__ = (
         CheckConstraint(_in("status", VERSION_STATUSES), name="status"),
         CheckConstraint(_in("kind", VERSION_KINDS), name="kind"),
+        # Exactly one active version is the database's rule, not the code's: two concurrent
+        # activations cannot both commit.
+        Index(
+            "uq_model_versions_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -199,6 +210,7 @@ class TrainingRun(Base):
     __table_args__ = (
         CheckConstraint(_in("status", RUN_STATUSES), name="status"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
+        CheckConstraint(_in('"trigger"', RUN_TRIGGERS), name="trigger"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -207,6 +219,8 @@ class TrainingRun(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
     params: Mapped[dict] = mapped_column(JSON, default=dict)
+    trigger: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     result_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -216,3 +230,13 @@ class TrainingRun(Base):
 
     def __repr__(self) -> str:
         return f"TrainingRun(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
+
+
+class AppSetting(Base):
+    """A small JSON value the app keeps in its database (for example the adopted taxonomy)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

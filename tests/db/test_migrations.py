@@ -77,3 +77,31 @@ def test_timestamps_come_back_timezone_aware(session, alice: db.User) -> None:
     user = session.get(db.User, alice.id)
     session.expire(user)
     assert user.created_at.tzinfo is not None and user.created_at.utcoffset().total_seconds() == 0
+
+
+def test_the_database_allows_one_active_version_only(engine: Engine) -> None:
+    now = db.models.utcnow()
+    row = dict(path="p", checksum="c", taxonomy_fingerprint="f", metrics={}, kind="heads", notes="", created_at=now)
+    with engine.begin() as conn:
+        conn.execute(insert(db.ModelVersion).values(id="a", status="active", **row))
+        conn.execute(insert(db.ModelVersion).values(id="b", status="retired", **row))
+        conn.execute(insert(db.ModelVersion).values(id="c", status="retired", **row))  # many retired: fine
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(db.ModelVersion).values(id="d", status="active", **row))
+
+
+def test_downgrade_to_the_first_revision_and_back(db_url: str) -> None:
+    from alembic import command
+
+    db.upgrade(db_url)
+    engine = db.make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            config = db.alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0001")
+        assert db.current_revision(engine) == "0001"
+        db.upgrade(engine)
+        assert _diffs(engine, db.Base.metadata) == []
+    finally:
+        engine.dispose()
