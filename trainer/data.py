@@ -3,8 +3,9 @@ counted), the held-out split."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,21 +82,32 @@ def load_images(
     return ImageSet(kept, images, skipped)
 
 
+HELD_OUT_SALT = "held-out"
+EARLY_STOP_SALT = "early-stop"
+BUCKETS = 100
+MIN_CATEGORY_SIZE = 4  # a smaller category holds nothing out: all of it is needed to train
+
+
+def bucket(example_id: str, salt: str = HELD_OUT_SALT) -> int:
+    """The product's bucket in [0, 100): a hash of its id, the same on every machine and run."""
+    digest = hashlib.sha256(f"{salt}:{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
 def split_held_out(
-    examples: Sequence[LabeledExample], fraction: float, *, seed: int = 0
+    examples: Sequence[LabeledExample], fraction: float, *, salt: str = HELD_OUT_SALT
 ) -> tuple[list[LabeledExample], list[LabeledExample]]:
-    """(train, held out), stratified by category so each category is scored; deterministic."""
-    rng = random.Random(seed)
-    by_cat: dict[str, list[LabeledExample]] = {}
-    for ex in examples:
-        by_cat.setdefault(ex.category, []).append(ex)
-    held: set[str] = set()
-    for items in by_cat.values():
-        ids = sorted(e.id for e in items)
-        rng.shuffle(ids)
-        n = round(len(ids) * fraction) if len(ids) >= 4 else 0
-        held.update(ids[:n])
-    return [e for e in examples if e.id not in held], [e for e in examples if e.id in held]
+    """(train, held out): a product is held out when its id hashes into the first ``fraction`` of
+    the buckets, so membership depends on the product alone and a product held out once stays held
+    out however the data grows (a shuffle of the ids would reshuffle them all). A category with
+    fewer than ``MIN_CATEGORY_SIZE`` products holds none out; another ``salt`` gives an independent
+    split (the early-stopping slice of the training part)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    held_buckets = round(fraction * BUCKETS)
+    sizes = Counter(ex.category for ex in examples)
+    held = [sizes[ex.category] >= MIN_CATEGORY_SIZE and bucket(ex.id, salt) < held_buckets for ex in examples]
+    return [e for e, h in zip(examples, held) if not h], [e for e, h in zip(examples, held) if h]
 
 
 def require_trainable(examples: Sequence[LabeledExample]) -> None:

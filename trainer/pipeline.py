@@ -14,10 +14,11 @@ from taxonomy import LabeledExample, Taxonomy
 
 from .checkpoint import file_sha256
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
-from .data import DataError, load_images, require_trainable, split_held_out
+from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
 from .labels import encode_labels
 from .model import build_model
 from .preprocess import Preprocess
+from .retrain import evaluate_checkpoint
 from .runtime import resolve_device, seed_everything
 from .train import TrainResult, fit
 from .weights import Fetch
@@ -41,8 +42,9 @@ def train_full(
     resume: bool = False,
     fetch: Fetch | None = None,
 ) -> TrainResult:
-    """Train backbone and heads on ``examples``; the best epoch on the held-out split (or on
-    ``val_examples``) is written to ``out_dir/model.pt``. ``resume`` continues ``out_dir/last.pt``."""
+    """Train backbone and heads on ``examples``; the epoch that scores best on an early-stopping
+    slice of the training part is written to ``out_dir/model.pt``, and the returned metrics are its
+    score on the held-out split (or on ``val_examples``). ``resume`` continues ``out_dir/last.pt``."""
     t0 = time.perf_counter()
     report = progress or (lambda f, m: None)
     require_trainable(examples)
@@ -52,20 +54,23 @@ def train_full(
     seed = config.seed if seed is None else seed
     encode_labels(examples, taxonomy)  # fail before any photo is read if a label is unknown
     if val_examples is None:
-        train, held = split_held_out(examples, config.val_fraction, seed=seed)
+        train, held = split_held_out(examples, config.val_fraction)
     else:
         train, held = examples, list(val_examples)
+    # The best epoch is chosen on a slice of the training part, never on the held-out products
+    # that then judge the model (and the active one) at the gate.
+    fit_part, stop_part = split_held_out(train, config.val_fraction, salt=EARLY_STOP_SALT)
     preprocess = Preprocess(model_config.image_size)
-    train_set = load_images(train, preprocess, progress=lambda f, m: report(0.1 * f, m))
-    val_set = load_images(held, preprocess)
+    train_set = load_images(fit_part, preprocess, progress=lambda f, m: report(0.1 * f, m))
+    stop_set = load_images(stop_part, preprocess)
     if not train_set.examples:
-        raise DataError(f"none of the {len(train)} training photos could be read (e.g. {train_set.skipped[:1]})")
+        raise DataError(f"none of the {len(fit_part)} training photos could be read (e.g. {train_set.skipped[:1]})")
     generator = seed_everything(seed)
     model, source = build_model(model_config, taxonomy, fetch=fetch)
     result = fit(
         model,
         train_set,
-        val_set,
+        stop_set,
         preprocess=preprocess,
         config=config,
         device=dev,
@@ -76,11 +81,24 @@ def train_full(
         progress=lambda f, m: report(0.1 + 0.9 * f, m),
         extra_config={"seed": seed},
     )
-    skipped = tuple(train_set.skipped + val_set.skipped)
+    # Scored as the gate scores every version (``evaluate_checkpoint``): an unreadable held-out
+    # photo counts as wrong, no mirroring (the app serves without it).
+    metrics = evaluate_checkpoint(result.checkpoint_path, held, device=dev).as_dict() if held else {"score": None}
+    metrics.update(
+        {
+            "mode": "full",
+            "epoch": result.best_epoch,
+            "early_stop_score": result.checkpoint.metrics.get("score"),
+            "train_examples": len(train_set.examples),
+            "early_stop_examples": len(stop_set.examples),
+            "held_out_examples": len(held),
+        }
+    )
+    skipped = tuple(train_set.skipped + stop_set.skipped)
     return TrainResult(
         checkpoint_path=result.checkpoint_path,
         version_id=result.checkpoint.version_id,
-        metrics=result.checkpoint.metrics,
+        metrics=metrics,
         held_out_ids=tuple(sorted(e.id for e in held)),
         sha256=file_sha256(result.checkpoint_path),
         skipped=skipped,

@@ -15,20 +15,21 @@ from taxonomy import LabeledExample, MetricReport, Taxonomy
 
 from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
-from .data import DataError, require_trainable, split_held_out
+from .data import EARLY_STOP_SALT, DataError, require_trainable, split_held_out
 from .embeddings import Embedded, embed_examples
 from .evaluation import predict_values, score, to_probabilities
 from .heads import HeadBank
 from .labels import EncodedLabels, encode_labels, head_counts
 from .model import TaxonomyNet, build_model
 from .preprocess import Preprocess
-from .runtime import resolve_device, resolve_precision, seed_everything
+from .runtime import intra_op_threads, resolve_device, resolve_precision, seed_everything
 from .train import CHECKPOINT_NAME, TrainResult, epoch_order, make_loss
 from .weights import Fetch
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+HEADS_THREADS = 1
 
 
 def _heads_forward(heads: HeadBank, device: torch.device):
@@ -160,19 +161,22 @@ def retrain_heads(
     )
     if not embedded.examples:
         raise DataError(f"none of the {len(examples)} photos could be read; see the skipped list in the log")
-    train, held = split_held_out(embedded.examples, config.val_fraction, seed=seed)
+    # Held out by a hash of the product's id, over every product given: one whose photo cannot be
+    # read stays held out and counts as wrong, as it does when the active model is scored.
+    _, held = split_held_out(examples, config.val_fraction)
+    held_ids = {e.id for e in held}
+    readable_train = [e for e in embedded.examples if e.id not in held_ids]
     # Early stopping looks at a slice of the training part, never at the held-out products: the
     # held-out metric is what the app compares with the active model, so nothing may be chosen on it.
-    fit_part, stop_part = split_held_out(train, config.val_fraction, seed=seed + 1)
-    held_ids = {e.id for e in held}
+    fit_part, stop_part = split_held_out(readable_train, config.val_fraction, salt=EARLY_STOP_SALT)
     position = {e.id: i for i, e in enumerate(embedded.examples)}
 
     def subset(items: list[LabeledExample]) -> Embedded:
         rows = torch.tensor([position[e.id] for e in items], dtype=torch.int64)
         return Embedded(items, embedded.vectors.index_select(0, rows))
 
-    fit_set, stop_set, held_set = subset(fit_part), subset(stop_part), subset(held)
-    held_truth = [e for e in examples if e.id in held_ids]
+    fit_set, stop_set = subset(fit_part), subset(stop_part)
+    held_set = subset([e for e in embedded.examples if e.id in held_ids])
     model.heads.standardize_from(fit_set.vectors)
     fit_labels = encode_labels(fit_part, taxonomy)
     model.heads.record_label_counts(head_counts(fit_labels, taxonomy))
@@ -181,18 +185,21 @@ def retrain_heads(
     def evaluate_heads(heads: HeadBank) -> float:
         return heads_report(heads, stop_set, stop_part, taxonomy, dev).score
 
-    history = train_heads(
-        model.heads,
-        fit_set.vectors,
-        fit_labels,
-        taxonomy=taxonomy,
-        config=config,
-        device=dev,
-        generator=generator,
-        evaluate=evaluate_heads if stop_part else None,
-        progress=lambda f, m: report(0.7 + 0.28 * f, m),
-    )
-    metrics = heads_report(model.heads, held_set, held_truth, taxonomy, dev).as_dict() if held else {"score": None}
+    # One thread: an epoch of heads training is many small ops, which a second thread does not
+    # speed up and which stall when another process holds the other core (issue 11).
+    with intra_op_threads(HEADS_THREADS):
+        history = train_heads(
+            model.heads,
+            fit_set.vectors,
+            fit_labels,
+            taxonomy=taxonomy,
+            config=config,
+            device=dev,
+            generator=generator,
+            evaluate=evaluate_heads if stop_part else None,
+            progress=lambda f, m: report(0.7 + 0.28 * f, m),
+        )
+    metrics = heads_report(model.heads, held_set, held, taxonomy, dev).as_dict() if held else {"score": None}
     metrics.update(
         {
             "mode": "heads",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 import db
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 KINDS = ("heads", "full")
 PROGRESS_EVERY_S = 1.0
 MIN_TRAINING_PRODUCTS = 10
+RESCORE_LIMIT = 2000  # queued products per user re-scored after an activation
+RESCORE_BATCH = 32  # photos per prediction batch and per write transaction
 
 
 class ModelError(RuntimeError):
@@ -58,6 +61,7 @@ class ModelManager:
         self._swap = threading.Lock()
         self._training = threading.Lock()  # held by the one training thread
         self._thread: threading.Thread | None = None
+        self._rescorer: threading.Thread | None = None
 
     # -- the active model ----------------------------------------------------------------------
 
@@ -107,9 +111,15 @@ class ModelManager:
 
     def activate(self, version_id: str) -> Loaded:
         """Load ``version_id`` first, then make it active in the database and in this process."""
-        with self.sessions.begin() as session:
-            loaded = self.load_version(db.get_version(session, version_id))
-            db.activate_version(session, version_id)
+        try:
+            with self.sessions.begin() as session:
+                loaded = self.load_version(db.get_version(session, version_id))
+                db.activate_version(session, version_id)
+        except IntegrityError as exc:  # the one-active index: another activation committed first
+            raise db.RegistryError(
+                f"version {version_id} was not activated: another version was activated at the same moment; "
+                "reload the versions list and try again"
+            ) from exc
         with self._swap:
             self._loaded = loaded
         log.info("model %s activated", version_id)
@@ -224,11 +234,16 @@ class ModelManager:
             )
         else:
             result = trainer.train_full(examples, taxonomy=self.taxonomy, out_dir=out_dir, progress=progress)
+        # One scoring function and one set of products for both sides: the products whose id
+        # hashes into the held-out buckets (the same for every version), an unreadable photo
+        # counting as wrong for the candidate and the active version alike.
         held_out = set(result.held_out_ids)
         judged = [e for e in examples if e.id in held_out]
-        if not judged or result.metrics.get("score") is None:
+        if not judged:
             raise ModelError("no held-out products to judge the new model on; label more products")
-        candidate_score = float(result.metrics["score"])
+        candidate_score = trainer.evaluate_checkpoint(
+            result.checkpoint_path, judged, cache_dir=self.cache_dir, expected_sha256=result.sha256 or None
+        ).score
         if active is not None and active_path is not None:
             reference = trainer.evaluate_checkpoint(
                 active_path, judged, cache_dir=self.cache_dir, expected_sha256=checksum
@@ -240,9 +255,10 @@ class ModelManager:
             against = "the most-common-value baseline"
         accepted = candidate_score >= reference
         verdict = "activated" if accepted else "kept as a candidate"
+        shown = ", ".join(sorted(held_out)[:5]) + (", ..." if len(held_out) > 5 else "")
         message = (
             f"{verdict}: metric {candidate_score:.4f} vs {reference:.4f} for {against} "
-            f"on {len(judged)} held-out products"
+            f"on the same {len(judged)} held-out products ({shown})"
         )
         with self.sessions.begin() as session:
             db.register_version(
@@ -252,30 +268,65 @@ class ModelManager:
                 checksum=result.sha256 or None,
                 taxonomy_fingerprint=self.taxonomy.fingerprint,
                 kind=kind,
-                metrics={**result.metrics, "reference": reference, "held_out": len(judged)},
+                metrics={**result.metrics, "score": candidate_score, "reference": reference, "held_out": len(judged)},
                 parent_id=active.version_id if active is not None else None,
                 notes=message,
             )
         if not accepted:
             return "rejected", message, result.version_id
         self.activate(result.version_id)
-        rescored = self.rescore_queue()
-        return "succeeded", f"{message}; {rescored} queued products re-scored", result.version_id
+        queued = self.start_rescore()
+        return "succeeded", f"{message}; re-scoring {queued} queued products in the background", result.version_id
 
-    def rescore_queue(self, limit: int = 2000) -> int:
-        """Predict again, with the active model, every product still waiting for confirmation."""
-        loaded = self._loaded
-        if loaded is None:
-            return 0
-        done = 0
+    def _queued(self, limit: int) -> list[tuple[int, int, str, str | None]]:
+        """(owner id, product id, photo path, category) of every product waiting for confirmation."""
         with self.sessions.begin() as session:
-            for owner in db.list_users(session):
-                for item in db.review_queue(session, owner, limit=limit):
-                    path = db.image_path(self.media, item.product)
-                    if path is None:
-                        continue
-                    image = load_rgb(path)
-                    (prediction,) = loaded.predictor.predict([image], categories=[item.product.category], top_k=3)
-                    db.save_prediction(session, item.product, loaded.version_id, prediction)
-                    done += 1
+            return [
+                (owner.id, item.product.id, path, item.product.category)
+                for owner in db.list_users(session)
+                for item in db.review_queue(session, owner, limit=limit)
+                if (path := db.image_path(self.media, item.product)) is not None
+            ]
+
+    def start_rescore(self, limit: int = RESCORE_LIMIT) -> int:
+        """Re-score the review queues with the active model in a background thread; returns how
+        many queued products it will re-score. Until it reaches a product, the form suggests for
+        it on demand (``services.product_payload``), so nothing waits for this thread."""
+        queued = self._queued(limit)
+        if queued:
+            thread = threading.Thread(target=self._rescore, args=(queued,), name="rescore", daemon=True)
+            self._rescorer = thread
+            thread.start()
+        return len(queued)
+
+    def wait_rescore(self, timeout: float | None = None) -> None:
+        if self._rescorer is not None:
+            self._rescorer.join(timeout)
+
+    def rescore_queue(self, limit: int = RESCORE_LIMIT) -> int:
+        """Predict again, with the active model, every product still waiting for confirmation."""
+        return self._rescore(self._queued(limit))
+
+    def _rescore(self, queued: list[tuple[int, int, str, str | None]]) -> int:
+        # Batched prediction outside any transaction, then one short write transaction per batch,
+        # so a seller's upload or save waits for one batch's rows at most, never for the queue.
+        done = 0
+        try:
+            for start in range(0, len(queued), RESCORE_BATCH):
+                loaded = self._loaded  # an activation in between: the rest is scored by the new model
+                if loaded is None:
+                    return done
+                batch = queued[start : start + RESCORE_BATCH]
+                images = [load_rgb(path) for _, _, path, _ in batch]
+                predictions = loaded.predictor.predict(images, categories=[c for *_, c in batch], top_k=3)
+                with self.sessions.begin() as session:
+                    for (owner_id, product_id, _, _), prediction in zip(batch, predictions):
+                        try:
+                            product = db.get_product(session, db.get_user(session, owner_id), product_id)
+                        except db.NotFound:  # deleted since it was queued
+                            continue
+                        db.save_prediction(session, product, loaded.version_id, prediction)
+                done += len(batch)
+        except Exception:  # the queue keeps its older suggestions; the form suggests on demand
+            log.exception("re-scoring the review queues stopped after %d products", done)
         return done

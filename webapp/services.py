@@ -395,7 +395,8 @@ def activate(ctx: AppContext, who: object, version_id: str) -> dict:
     with ctx.transaction() as session:
         _admin(session, who)
     loaded = ctx.models.activate(str(version_id))
-    rescored = ctx.models.rescore_queue()
+    # Re-scored in the background; the form suggests on demand for products not reached yet.
+    rescored = ctx.models.start_rescore()
     return {"active": loaded.version_id, "rescored": rescored}
 
 
