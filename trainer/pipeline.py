@@ -12,7 +12,7 @@ import torch
 
 from taxonomy import LabeledExample, Taxonomy
 
-from .checkpoint import file_sha256
+from .checkpoint import file_sha256, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
 from .labels import encode_labels
@@ -93,6 +93,16 @@ def train_full(
             "early_stop_examples": len(stop_set.examples),
             "held_out_examples": len(held),
         }
+    )
+    # The checkpoint describes itself by the held-out numbers too (same weights, same version id).
+    save_checkpoint(
+        result.checkpoint_path,
+        model,
+        preprocess=preprocess,
+        train_config=config.to_dict(),
+        metrics=metrics,
+        backbone_source=source,
+        version_id=result.checkpoint.version_id,
     )
     skipped = tuple(train_set.skipped + stop_set.skipped)
     return TrainResult(
