@@ -23,6 +23,7 @@ from .pipeline import train_full
 from .predictor import Predictor
 from .preprocess import Preprocess, augment, open_image, prepare_image, to_model_input
 from .retrain import evaluate_checkpoint, retrain_heads
+from .runtime import intra_op_threads
 from .train import FitResult, TrainResult, evaluate, fit, train_one_epoch
 from .weights import PretrainedWeightsUnavailable, load_trunk_weights
 
@@ -57,6 +58,7 @@ __all__ = [
     "fit",
     "focal_loss",
     "image_sha256",
+    "intra_op_threads",
     "load_checkpoint",
     "load_images",
     "load_trunk_weights",

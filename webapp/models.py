@@ -8,6 +8,7 @@ next suggestion without a restart.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -180,7 +181,10 @@ class ModelManager:
         try:
             with self.sessions.begin() as session:
                 db.start_run(session, run_id)
-            status, message, version_id = self._train_and_gate(run_id, kind, user_id)
+            # This thread's intra-op threads only (OpenMP counts are per thread): one core stays
+            # free for the suggestions that sellers wait for while the run goes on.
+            with trainer.intra_op_threads(max(1, (os.cpu_count() or 1) - 1)):
+                status, message, version_id = self._train_and_gate(run_id, kind, user_id)
             with self.sessions.begin() as session:
                 db.finish_run(session, run_id, status=status, message=message, result_version_id=version_id)
         except Exception as exc:  # a failed run must say why and leave the active model in place
