@@ -55,7 +55,11 @@ def mismatch_advice(ctx: AppContext, data_dir: str | os.PathLike, *, in_ui: bool
             f"import it into a fresh data directory (python app.py import {data_dir} {ADOPT_FLAG} --data-dir NEW), "
             f"or build its taxonomy file with: python app.py taxonomy from-data {data_dir} --out taxonomy.json"
         )
-    how = f"tick '{ADOPT_CHECKBOX}' and import again" if in_ui else f"run the import again with {ADOPT_FLAG}"
+    how = (
+        f"tick '{ADOPT_CHECKBOX}' (API: adopt_taxonomy true) and import again"
+        if in_ui
+        else f"run the import again with {ADOPT_FLAG}"
+    )
     return (
         f"The database holds no products yet: to use the dataset's own taxonomy, {how}; or build a taxonomy file "
         f"with: python app.py taxonomy from-data {data_dir} --out taxonomy.json (then start with --taxonomy-file)."
