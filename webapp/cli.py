@@ -112,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
     ctx = open_context(settings)
     if settings.users_file:
         load_users_file(ctx, settings.users_file)
-    created = ensure_initial_admin(ctx)  # only when there is still nobody who could sign in
+    created = ensure_initial_admin(ctx)  # only when there is still no admin
     if created:
         print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
     from .ui import CSS, HEAD, build
