@@ -5,9 +5,17 @@ Every function that reads products, labels or predictions takes the viewer and s
 only their own products (an admin sees all). This package imports ``taxonomy`` only.
 """
 
+from .app_settings import (
+    TaxonomyChangeRefused,
+    change_taxonomy,
+    describe_change,
+    product_total,
+    store_taxonomy,
+    stored_taxonomy,
+)
 from .engine import default_sqlite_url, make_engine, make_session_factory
 from .exporter import export_labels, export_predictions
-from .importer import ImportReport, check_layout, import_dataset
+from .importer import ImportReport, LayoutMismatchError, check_layout, import_dataset
 from .labels import HistoryEntry, current_labels, current_labels_bulk, label_history, record_labels
 from .media import MediaError, MediaStore
 from .migrate import alembic_config, current_revision, head_revision, upgrade
@@ -75,6 +83,7 @@ __all__ = [
     "ImportReport",
     "LabelCounts",
     "LabelEvent",
+    "LayoutMismatchError",
     "MediaError",
     "MediaStore",
     "ModelVersion",
@@ -86,6 +95,7 @@ __all__ = [
     "RegistryError",
     "RunInProgressError",
     "StoredPrediction",
+    "TaxonomyChangeRefused",
     "TrainingRun",
     "User",
     "UserError",
@@ -94,6 +104,7 @@ __all__ = [
     "add_uploaded_product",
     "alembic_config",
     "authenticate",
+    "change_taxonomy",
     "check_layout",
     "count_products",
     "create_run",
@@ -102,6 +113,7 @@ __all__ = [
     "current_labels_bulk",
     "current_revision",
     "default_sqlite_url",
+    "describe_change",
     "export_labels",
     "export_predictions",
     "file_sha256",
@@ -126,6 +138,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "mark_interrupted_runs",
+    "product_total",
     "record_labels",
     "register_version",
     "retire_version",
@@ -136,6 +149,8 @@ __all__ = [
     "set_category",
     "set_password",
     "start_run",
+    "store_taxonomy",
+    "stored_taxonomy",
     "update_run",
     "upgrade",
 ]

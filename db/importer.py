@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from taxonomy import (
+    LAYOUT_FILES,
     Category,
     FormatError,
     ImageError,
@@ -41,7 +42,6 @@ from .products import user_id
 log = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 10
-LAYOUT_FILES = ("category_attributes.parquet", "category_attributes.json")
 
 # Why a row was skipped (the keys of ImportReport.skipped).
 BAD_ID = "bad id"
@@ -52,6 +52,10 @@ INVALID_VALUE = "invalid value"
 MISSING_IMAGE = "missing image"
 UNREADABLE_IMAGE = "unreadable image"
 DUPLICATE_IMAGE = "duplicate image"
+
+
+class LayoutMismatchError(TaxonomyError):
+    """The dataset's category_attributes file lists other categories or attributes than the taxonomy."""
 
 
 @dataclass
@@ -98,7 +102,7 @@ class _Row:
 
 
 def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike) -> None:
-    """Raise ``TaxonomyError`` listing every way the dataset's category_attributes file disagrees.
+    """Raise ``LayoutMismatchError`` listing every way the dataset's category_attributes file disagrees.
 
     The file may list fewer categories than the taxonomy; each one it lists must exist with
     exactly the taxonomy's attributes in the same order (they name the attr_1.. columns).
@@ -117,7 +121,7 @@ def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike) -> None:
             if [a.strip() for a in attributes] != list(cat.attribute_names):
                 problems.append(f"{cat.name!r}: the file lists {attributes}, the taxonomy {list(cat.attribute_names)}")
         if problems:
-            raise TaxonomyError(f"{path.name} disagrees with the taxonomy: " + "; ".join(problems))
+            raise LayoutMismatchError(f"{path.name} disagrees with the taxonomy: " + "; ".join(problems))
         return
 
 

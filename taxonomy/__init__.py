@@ -15,11 +15,13 @@ from .formats import (
     write_train_csv,
 )
 from .loading import (
+    LAYOUT_FILES,
     default_taxonomy,
     load_taxonomy,
     read_category_attributes,
     save_taxonomy,
     taxonomy_from_competition,
+    taxonomy_from_folder,
 )
 from .metric import AttributeScore, MetricReport, evaluate, f1_scores, harmonic
 from .records import AttributePrediction, LabeledExample, ProductPrediction, RowError
@@ -37,6 +39,7 @@ from .schema import (
 
 __all__ = [
     "DEFAULT_FILLER",
+    "LAYOUT_FILES",
     "NOT_APPLICABLE",
     "Attribute",
     "AttributePrediction",
@@ -66,6 +69,7 @@ __all__ = [
     "safe_cell",
     "save_taxonomy",
     "taxonomy_from_competition",
+    "taxonomy_from_folder",
     "write_submission",
     "write_train_csv",
 ]

@@ -12,6 +12,9 @@ from .formats import FormatError, iter_raw_rows
 from .schema import Attribute, Category, Taxonomy, TaxonomyError, normalize
 
 DEFAULT_TAXONOMY_FILE = "meesho.json"
+# A competition-layout folder says its categories' attributes in one of these (the first found).
+LAYOUT_FILES = ("category_attributes.parquet", "category_attributes.json")
+TRAIN_FILE = "train.csv"
 
 
 def default_taxonomy() -> Taxonomy:
@@ -86,3 +89,29 @@ def taxonomy_from_competition(category_attributes: str | os.PathLike, train_csv:
             built.append(Attribute(name=attr, values=tuple(v for v, _ in ranked), counts=tuple(n for _, n in ranked)))
         categories.append(Category(name=cat, attributes=tuple(built)))
     return Taxonomy(categories=tuple(categories))
+
+
+def layout_file(data_dir: str | os.PathLike) -> Path | None:
+    """The folder's category_attributes file (parquet first), or None when it has none."""
+    for name in LAYOUT_FILES:
+        path = Path(data_dir) / name
+        if path.is_file():
+            return path
+    return None
+
+
+def taxonomy_from_folder(data_dir: str | os.PathLike) -> Taxonomy:
+    """The taxonomy of a competition-layout folder: its category_attributes file for the categories
+    and their attributes, the values found in its ``train.csv`` (as ``taxonomy_from_competition``)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FormatError(f"no directory {data_dir}")
+    layout = layout_file(data_dir)
+    if layout is None:
+        raise FormatError(
+            f"no {' or '.join(LAYOUT_FILES)} in {data_dir}: the folder does not say which attributes each category has"
+        )
+    train_csv = data_dir / TRAIN_FILE
+    if not train_csv.is_file():
+        raise FormatError(f"no {TRAIN_FILE} in {data_dir}: the values of a taxonomy are those found in it")
+    return taxonomy_from_competition(layout, train_csv)

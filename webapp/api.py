@@ -66,9 +66,10 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         """Labelled products per category and attribute (yours; an admin's: all)."""
         return services.label_counts(ctx, request)
 
-    def import_data(data_dir: str, labels_only: bool, request: gr.Request) -> dict:
-        """Admin: import a competition-layout dataset from a folder on the server."""
-        return services.import_data(ctx, request, data_dir, labels_only)
+    def import_data(data_dir: str, labels_only: bool, request: gr.Request, adopt_taxonomy: bool = False) -> dict:
+        """Admin: import a competition-layout dataset from a folder on the server; ``adopt_taxonomy``
+        (while the database holds no products) makes the dataset's taxonomy the app's."""
+        return services.import_data(ctx, request, data_dir, labels_only, adopt_taxonomy)
 
     def retrain(kind: str, request: gr.Request) -> dict:
         """Admin: start a training run in the background: kind "heads" (fast) or "full"."""

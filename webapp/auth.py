@@ -28,12 +28,14 @@ class AccessDenied(PermissionError):
 
 
 def ensure_initial_admin(ctx: AppContext) -> str | None:
-    """With no user at all, create ``admin`` with a random password written to a 0600 file.
+    """With no admin at all (a fresh database, or sellers only, as after the README's
+    ``create-user alice --role seller``), create ``admin`` with a random password written to a 0600 file.
 
     Returns the password file's path when one was created, so the caller can tell the operator.
     """
     with ctx.transaction() as session:
-        if session.scalar(select(func.count()).select_from(db.User)):
+        admins = session.scalar(select(func.count()).select_from(db.User).where(db.User.role == "admin"))
+        if admins or db.get_user_by_name(session, INITIAL_ADMIN) is not None:
             return None
         password = secrets.token_urlsafe(12)
         db.create_user(session, INITIAL_ADMIN, password, role="admin")

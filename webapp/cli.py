@@ -1,4 +1,4 @@
-"""``python app.py [serve|create-user|import|export-labels|export-predictions]``."""
+"""``python app.py [serve|create-user|import|taxonomy|export-labels|export-predictions|backup|restore]``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import db
-from taxonomy import FormatError, TaxonomyError
+from taxonomy import FormatError, TaxonomyError, save_taxonomy, taxonomy_from_folder
 
 from . import backup
 from . import settings as settings_mod
+from .adoption import ADOPT_FLAG, adopt_dataset_taxonomy, adopted_summary, mismatch_advice
 from .auth import ExpiringTokens, ensure_initial_admin, load_users_file, make_authenticator
 from .context import AppContext, open_context
 
@@ -20,8 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description="Visual Taxonomy: the labeling app and its tools.")
-    sub = parser.add_subparsers(dest="command")
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Visual Taxonomy: the labeling app and its tools. Without a command: serve.",
+        epilog="'python app.py COMMAND --help' lists a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     serve = sub.add_parser("serve", help="start the web app (the default)")
     settings_mod.add_arguments(serve)
     settings_mod.add_server_arguments(serve)
@@ -44,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="products per transaction; a crash loses at most the batch in flight",
     )
+    imp.add_argument(
+        ADOPT_FLAG,
+        action="store_true",
+        help="while the database holds no products: make the dataset's taxonomy (its category_attributes file "
+        "and the values in its train.csv) the app's, stored in the database",
+    )
+    tax = sub.add_parser("taxonomy", help="build a taxonomy file")
+    tax_sub = tax.add_subparsers(dest="taxonomy_command", metavar="ACTION", required=True)
+    from_data = tax_sub.add_parser(
+        "from-data",
+        help="from a competition-layout folder: category_attributes.parquet (or .json) and the values in train.csv",
+    )
+    from_data.add_argument("data", type=Path, help="folder holding category_attributes.parquet and train.csv")
+    from_data.add_argument("--out", type=Path, required=True, help="taxonomy JSON to write (for --taxonomy-file)")
     for name, what in (
         ("export-labels", "current labels (train.csv layout)"),
         ("export-predictions", "newest predictions (submission layout)"),
@@ -93,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
     ctx = open_context(settings)
     if settings.users_file:
         load_users_file(ctx, settings.users_file)
-    created = ensure_initial_admin(ctx)  # only when there is still nobody who could sign in
+    created = ensure_initial_admin(ctx)  # only when there is still no admin
     if created:
         print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
     from .ui import CSS, HEAD, build
@@ -142,16 +161,31 @@ def import_command(args: argparse.Namespace) -> int:
     ctx = open_context(settings_mod.from_args(args), load_model=False)
     ensure_initial_admin(ctx)
     owner = _owner(ctx, args.owner)
-    report = db.import_dataset(
-        ctx.sessions,
-        ctx.taxonomy,
-        ctx.media,
-        args.data,
-        owner=owner,
-        labels_only=args.labels_only,
-        batch_size=args.batch_size,
-    )
+    if args.adopt_taxonomy:
+        adopted = adopt_dataset_taxonomy(ctx, args.data)
+        if adopted is not None:
+            print(adopted_summary(adopted, args.data))
+    try:
+        report = db.import_dataset(
+            ctx.sessions,
+            ctx.taxonomy,
+            ctx.media,
+            args.data,
+            owner=owner,
+            labels_only=args.labels_only,
+            batch_size=args.batch_size,
+        )
+    except db.LayoutMismatchError as exc:
+        raise db.LayoutMismatchError(f"{exc}. {mismatch_advice(ctx, args.data)}") from None
     print(report.summary())
+    return 0
+
+
+def taxonomy_command(args: argparse.Namespace) -> int:
+    built = taxonomy_from_folder(args.data)
+    save_taxonomy(built, args.out)
+    pairs = sum(len(c.attributes) for c in built.categories)
+    print(f"wrote {args.out}: {len(built.categories)} categories, {pairs} (category, attribute) pairs")
     return 0
 
 
@@ -168,13 +202,14 @@ def export_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]
     args = _parser().parse_args(argv)
     commands = {
         "serve": serve,
         "create-user": create_user,
         "import": import_command,
+        "taxonomy": taxonomy_command,
         "export-labels": export_command,
         "export-predictions": export_command,
         "backup": backup_command,

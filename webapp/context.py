@@ -1,4 +1,14 @@
-"""Everything a request handler needs, opened once per process."""
+"""Everything a request handler needs, opened once per process.
+
+Which taxonomy the app uses, first match wins:
+
+1. ``--taxonomy-file`` (``VT_TAXONOMY_FILE``) when given. If the database stores another taxonomy
+   and holds products, the app refuses to start (their labels belong to the stored one); if it
+   holds none, the file replaces the stored taxonomy.
+2. The taxonomy stored in the database (``python app.py import DIR --adopt-taxonomy``, or the
+   Admin tab's "Adopt this dataset's taxonomy").
+3. The competition's taxonomy (``taxonomy/data/meesho.json``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import db
-from taxonomy import Taxonomy, default_taxonomy, load_taxonomy
+from taxonomy import Taxonomy, TaxonomyError, default_taxonomy, load_taxonomy
 
 from .models import ModelManager
 from .settings import Settings
@@ -34,15 +44,43 @@ class AppContext:
         with self.sessions.begin() as session:
             yield session
 
+    def use_taxonomy(self, taxonomy: Taxonomy) -> None:
+        """Switch the running app to ``taxonomy`` (already stored in the database by the caller)."""
+        self.models.set_taxonomy(taxonomy)
+        self.taxonomy = taxonomy
+
+
+def resolve_taxonomy(settings: Settings, session: Session) -> Taxonomy:
+    """The taxonomy to use, by the precedence in this module's docstring."""
+    stored = db.stored_taxonomy(session)
+    if settings.taxonomy_file is None:
+        return stored if stored is not None else default_taxonomy()
+    explicit = load_taxonomy(settings.taxonomy_file)
+    if stored is None or stored.fingerprint == explicit.fingerprint:
+        return explicit
+    products = db.product_total(session)
+    if products:
+        raise TaxonomyError(
+            f"--taxonomy-file {settings.taxonomy_file} differs from the taxonomy stored in the database, which holds "
+            f"{products} products labelled under it (first = stored, second = file): "
+            f"{db.describe_change(stored, explicit)}. Drop --taxonomy-file (and VT_TAXONOMY_FILE) to use the "
+            "stored taxonomy, or use a fresh --data-dir for this one."
+        )
+    log.warning("the database holds no products: %s replaces its stored taxonomy", settings.taxonomy_file)
+    db.store_taxonomy(session, explicit)
+    return explicit
+
 
 def open_context(settings: Settings, *, load_model: bool = True) -> AppContext:
     """Open the database (upgrading its schema), the media store and the active model."""
-    taxonomy = load_taxonomy(settings.taxonomy_file) if settings.taxonomy_file else default_taxonomy()
+    if settings.taxonomy_file is not None:
+        load_taxonomy(settings.taxonomy_file)  # a bad file is refused before the data directory is made
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.db_url)
     db.upgrade(engine)
     sessions = db.make_session_factory(engine)
     with sessions.begin() as session:
+        taxonomy = resolve_taxonomy(settings, session)
         interrupted = db.mark_interrupted_runs(session)
     if interrupted:
         log.warning("%d training run(s) were interrupted by the last shutdown", interrupted)

@@ -63,6 +63,22 @@ def form_state(taxonomy: Taxonomy, payload: dict, category: str | None = None) -
     return {"category": category, "attributes": list(attrs), "slots": slots, "suggestion": suggestion}
 
 
+RANDOM_INIT_NOTE = (
+    "started from random weights, not from an ImageNet-pretrained trunk (none could be had): "
+    "its suggestions are weaker until it is trained on more labels"
+)
+
+
+def model_line(status: dict) -> str:
+    """The active model in one line (Markdown), saying when it started from random weights."""
+    if not status.get("active"):
+        return "no trained model yet"
+    line = f"model `{html.escape(status['active'])}`"
+    if status.get("random_init"):
+        line += f" (⚠ {RANDOM_INIT_NOTE})"
+    return line
+
+
 def summary_markdown(payload: dict, form: dict, model_version: str | None) -> str:
     lines = [f"**Product {payload['product_id']}**"]
     suggestion = form["suggestion"]

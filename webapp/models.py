@@ -64,6 +64,16 @@ class ModelManager:
         self._thread: threading.Thread | None = None
         self._rescorer: threading.Thread | None = None
 
+    def set_taxonomy(self, taxonomy: Taxonomy) -> None:
+        """Use ``taxonomy`` from now on; an active model trained for another one stops serving."""
+        if self.training:
+            raise ModelError("a training run is going; wait for it to finish before changing the taxonomy")
+        with self._swap:
+            self.taxonomy = taxonomy
+            if self._loaded is not None and self._loaded.predictor.taxonomy_fingerprint != taxonomy.fingerprint:
+                log.warning("model %s was trained for another taxonomy: no suggestions", self._loaded.version_id)
+                self._loaded = None
+
     # -- the active model ----------------------------------------------------------------------
 
     @property

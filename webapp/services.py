@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 import db
 from taxonomy import ImageError, ProductPrediction, decode_image, read_image_bytes
 
+from . import adoption
 from .auth import require_admin, user_from_request
 from .context import AppContext
 
@@ -339,21 +340,38 @@ def _admin(session: Session, who: object) -> db.User:
     return user
 
 
-def import_data(ctx: AppContext, who: object, data_dir: str, labels_only: bool = False) -> dict:
-    """Import a competition-layout dataset from a directory on the server, as the admin's products."""
+def import_data(
+    ctx: AppContext, who: object, data_dir: str, labels_only: bool = False, adopt_taxonomy: bool = False
+) -> dict:
+    """Import a competition-layout dataset from a directory on the server, as the admin's products.
+
+    ``adopt_taxonomy``: while the database holds no products, make the dataset's taxonomy the app's.
+    """
     with ctx.transaction() as session:
         admin = _admin(session, who)
     folder = Path(str(data_dir).strip()).expanduser()
     if not folder.is_dir():
         raise ServiceError(f"no directory {folder} on the server; give the folder that holds train.csv")
-    report = db.import_dataset(ctx.sessions, ctx.taxonomy, ctx.media, folder, owner=admin, labels_only=labels_only)
+    adopted = adoption.adopt_dataset_taxonomy(ctx, folder) if adopt_taxonomy else None
+    try:
+        report = db.import_dataset(ctx.sessions, ctx.taxonomy, ctx.media, folder, owner=admin, labels_only=labels_only)
+    except db.LayoutMismatchError as exc:
+        raise db.LayoutMismatchError(f"{exc}. {adoption.mismatch_advice(ctx, folder, in_ui=True)}") from None
+    summary = report.summary()
     return {
-        "summary": report.summary(),
+        "summary": summary if adopted is None else adoption.adopted_summary(adopted, folder) + "\n" + summary,
+        "adopted_taxonomy": adopted is not None,
         "imported": report.imported,
         "already_present": report.already_present,
         "skipped": dict(report.skipped),
         "labels": report.labels,
     }
+
+
+def has_products(ctx: AppContext) -> bool:
+    """Whether the database holds any product (of any owner): then its taxonomy is fixed."""
+    with ctx.transaction() as session:
+        return db.product_total(session) > 0
 
 
 def label_counts(ctx: AppContext, who: object) -> list[dict]:
@@ -430,7 +448,14 @@ def model_status(ctx: AppContext) -> dict:
     active = ctx.models.active
     if active is None:
         return {"active": None, "training": ctx.models.training}
-    return {"active": active.version_id, "score": active.metrics.get("score"), "training": ctx.models.training}
+    source = active.predictor.checkpoint.backbone_source  # "imagenet", a weights file, or "random"
+    return {
+        "active": active.version_id,
+        "score": active.metrics.get("score"),
+        "training": ctx.models.training,
+        "backbone_source": source,
+        "random_init": source == "random",
+    }
 
 
 def get_user_name(ctx: AppContext, who: object) -> str:

@@ -18,7 +18,7 @@ from taxonomy import FormatError, ImageError, TaxonomyError
 from . import services
 from .auth import AccessDenied
 from .context import AppContext
-from .form import form_state, labels_from_slots, summary_markdown
+from .form import form_state, labels_from_slots, model_line, summary_markdown
 from .models import ModelError
 from .services import ServiceError
 
@@ -37,6 +37,7 @@ USER_ERRORS = (
     db.MediaError,
 )
 AUTO = "(let the model decide)"
+MIN_SLOTS = 10
 
 CSS = """
 .vt-low { border: 2px solid #e8590c !important; border-radius: 8px; background: #fff4e6 !important; }
@@ -73,16 +74,17 @@ def friendly(fn: Callable) -> Callable:
 
 
 def build(ctx: AppContext) -> gr.Blocks:
-    taxonomy = ctx.taxonomy
-    categories = list(taxonomy.category_names)
-    n_slots = taxonomy.max_attributes
+    # Handlers read ctx.taxonomy when they run, so an adopted taxonomy takes effect without a restart;
+    # the competition layout's attr_1..attr_10 bound the slots a dataset's taxonomy can need.
+    categories = list(ctx.taxonomy.category_names)
+    n_slots = max(ctx.taxonomy.max_attributes, MIN_SLOTS)
 
     def render(payload: dict | None, category: str | None = None) -> list:
         """Updates for [photo, summary, category, form_attrs, current, *slots]."""
         if payload is None:
             empty = [gr.update(visible=False, value=None) for _ in range(n_slots)]
             return [None, "Upload a photo to start.", gr.update(value=None), [], None, *empty]
-        form = form_state(taxonomy, payload, category)
+        form = form_state(ctx.taxonomy, payload, category)
         active = ctx.models.active
         updates = []
         for i in range(n_slots):
@@ -103,7 +105,7 @@ def build(ctx: AppContext) -> gr.Blocks:
         return [
             gr.skip(),
             summary_markdown(payload, form, active.version_id if active else None),
-            gr.update(value=form["category"]),
+            gr.update(value=form["category"], choices=list(ctx.taxonomy.category_names)),
             form["attributes"],
             payload["product_id"],
             *updates,
@@ -186,12 +188,13 @@ def build(ctx: AppContext) -> gr.Blocks:
             with ctx.transaction() as session:
                 user = services._user(session, request)
                 role, name = user.role, user.name
-            status = services.model_status(ctx)
-            model = f"model `{status['active']}`" if status["active"] else "no trained model yet"
+            model = model_line(services.model_status(ctx))
             text = f"## Visual Taxonomy\nSigned in as **{html.escape(name)}** ({role}) · {model} · [Log out](/logout)"
-            return text, gr.update(visible=role == "admin")
+            # The categories as of now: an adopted taxonomy shows without a restart.
+            choices = [AUTO, *ctx.taxonomy.category_names]
+            return text, gr.update(visible=role == "admin"), gr.update(choices=choices)
 
-        demo.load(on_load, None, [header, admin_tab], api_visibility="private")
+        demo.load(on_load, None, [header, admin_tab, upload_category], api_visibility="private")
 
         @friendly
         def on_upload(paths: list[str] | None, chosen: str, request: gr.Request):

@@ -9,9 +9,13 @@ import html
 import gradio as gr
 import pandas as pd
 
+import db
+
 from . import services
+from .adoption import ADOPT_CHECKBOX
 from .auth import AccessDenied
 from .context import AppContext
+from .form import model_line
 
 
 def versions_frame(rows: list[dict]) -> pd.DataFrame:
@@ -78,12 +82,14 @@ def run_markdown(runs: list[dict], training: bool) -> str:
 
 def build_admin(ctx: AppContext) -> None:
     """Lay out the admin tab inside the current ``gr.Tab`` and wire its events."""
-    from .ui import friendly
+    from .ui import USER_ERRORS, friendly
 
     with gr.Accordion("Data", open=True):
         with gr.Row():
             data_dir = gr.Textbox(label="Dataset folder on the server (train.csv, images/)", scale=3)
             labels_only = gr.Checkbox(label="Labels only (no images)", scale=1)
+            # Offered when an import is refused for its taxonomy and the database is still empty.
+            adopt = gr.Checkbox(label=ADOPT_CHECKBOX, scale=1, visible=False)
             import_btn = gr.Button("Import", variant="primary", scale=1)
         import_report = gr.Textbox(label="Import report", lines=6, interactive=False)
         with gr.Row():
@@ -97,6 +103,7 @@ def build_admin(ctx: AppContext) -> None:
             label="Labelled products per category and attribute",
         )
     with gr.Accordion("Model", open=True):
+        active_model_md = gr.Markdown()
         with gr.Row():
             retrain_btn = gr.Button("Retrain (heads, fast)", variant="primary")
             full_btn = gr.Button("Full training (slow on a CPU)")
@@ -121,9 +128,15 @@ def build_admin(ctx: AppContext) -> None:
         attribute_table_view = gr.Dataframe(interactive=False, label="Metric per attribute, newest versions")
     timer = gr.Timer(2.0)
 
-    @friendly
-    def on_import(folder: str, only_labels: bool, request: gr.Request) -> str:
-        return services.import_data(ctx, request, folder, only_labels)["summary"]
+    def on_import(folder: str, only_labels: bool, adopt_taxonomy: bool, request: gr.Request) -> dict:
+        """The report box says what happened, a refusal included (a toast alone vanishes)."""
+        try:
+            result = services.import_data(ctx, request, folder, only_labels, adopt_taxonomy)
+        except USER_ERRORS as exc:
+            gr.Warning(str(exc))
+            offer = isinstance(exc, db.LayoutMismatchError) and not services.has_products(ctx)
+            return {import_report: f"Import refused: {exc}", adopt: gr.update(visible=offer or adopt_taxonomy)}
+        return {import_report: result["summary"], adopt: gr.update(value=False, visible=False)}
 
     @friendly
     def on_export_labels(request: gr.Request) -> str:
@@ -141,7 +154,8 @@ def build_admin(ctx: AppContext) -> None:
         return pd.DataFrame(services.label_counts(ctx, request))
 
     counts_btn.click(on_counts, None, [counts_table], api_visibility="private")
-    import_btn.click(on_import, [data_dir, labels_only], [import_report], api_visibility="private").success(
+    import_inputs, import_outputs = [data_dir, labels_only, adopt], [import_report, adopt]
+    import_btn.click(on_import, import_inputs, import_outputs, api_visibility="private").success(
         on_counts, None, [counts_table], api_visibility="private"
     )
 
@@ -182,6 +196,11 @@ def build_admin(ctx: AppContext) -> None:
         attribute_table_view,
     ]
     timer.tick(refresh, None, outputs, api_visibility="private", show_progress="hidden")
+
+    def on_model_line() -> str:
+        return "Active: " + model_line(services.model_status(ctx))
+
+    timer.tick(on_model_line, None, [active_model_md], api_visibility="private", show_progress="hidden")
 
     @friendly
     def on_train(kind: str, request: gr.Request) -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -57,4 +58,32 @@ def make_learnable_dataset(root: Path, n: int = 48) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["id", "Category", "len", *(f"attr_{k}" for k in range(1, 11))])
         writer.writerows(rows)
+    return root
+
+
+# A taxonomy of its own, unlike the default one: what a shop that is not the competition brings.
+OWN_LAYOUT = {"Mugs": ["color", "finish"], "Caps": ["color", "pattern", "brim"]}
+
+
+def make_own_taxonomy_dataset(root: Path, n: int = 24) -> Path:
+    """``n`` products of two categories the default taxonomy lacks, with a category_attributes.json."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        category = "Mugs" if i % 2 == 0 else "Caps"
+        color = ("white", "black")[(i // 2) % 2]
+        striped = (i // 4) % 2 == 1
+        kind = "Men Tshirts" if category == "Mugs" else "Kurtis"
+        shown = color if kind == "Men Tshirts" else ("red", "blue")[(i // 2) % 2]
+        (root / "images" / f"{i + 1}.jpg").write_bytes(jpeg(photo(kind, shown, striped, seed=500 + i)))
+        if category == "Mugs":
+            cells = [color, "glossy" if striped else "matte"]
+        else:
+            cells = [color, "striped" if striped else "plain", "flat" if i % 3 else "curved"]
+        rows.append([str(i + 1), category, str(len(cells)), *cells, *[""] * (10 - len(cells))])
+    with open(root / "train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "Category", "len", *(f"attr_{k}" for k in range(1, 11))])
+        writer.writerows(rows)
+    (root / "category_attributes.json").write_text(json.dumps(OWN_LAYOUT))
     return root
