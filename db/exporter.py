@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from taxonomy import DEFAULT_FILLER, Taxonomy, write_submission, write_train_csv
 
-from .models import User
 from .predictions import latest_predictions
 from .queries import labeled_examples
+from .tables import User
 
 
 def export_labels(session: Session, viewer: User, taxonomy: Taxonomy, out: str | os.PathLike | io.TextIOBase) -> int:

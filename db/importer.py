@@ -35,8 +35,8 @@ from taxonomy import (
 )
 
 from .media import MediaStore
-from .models import LabelEvent, Product, User, utcnow
 from .products import user_id
+from .tables import LabelEvent, Product, User, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from taxonomy import AttributePrediction, ProductPrediction
 
-from .models import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, LabelEvent, Prediction, Product, User, utcnow
 from .products import resolve_product, user_id, visible_to
+from .tables import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, LabelEvent, Prediction, Product, User, utcnow
 
 
 @dataclass(frozen=True)

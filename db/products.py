@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from taxonomy import Taxonomy, decode_image
 
 from .media import MediaStore
-from .models import CATEGORY_ATTRIBUTE, LABEL_SOURCES, LabelEvent, Product, User, utcnow
+from .tables import CATEGORY_ATTRIBUTE, LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MAX_PAGE = 1000
 # Ids are INTEGER columns (32 bits on PostgreSQL): a larger number is no product, and is

@@ -11,8 +11,8 @@ from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
 
 from .labels import latest_values, restrict
 from .media import MediaStore
-from .models import LabelEvent, Product, User
 from .products import image_path, visible_to
+from .tables import LabelEvent, Product, User
 
 _SEP = "|"
 

@@ -9,13 +9,12 @@ from .checkpoint import (
     CheckpointError,
     TaxonomyMismatchError,
     atomic_save,
-    file_sha256,
     load_checkpoint,
     save_checkpoint,
 )
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import DataError, ImageSet, load_images, read_dataset, split_held_out
-from .embeddings import EmbeddingCache, embed_examples, image_sha256
+from .embeddings import EmbeddingCache, embed_examples
 from .evaluation import majority_baseline
 from .losses import TaxonomyLoss, class_weights, focal_loss, sample_weights
 from .model import Backbone, SEBlock, TaxonomyNet, build_model
@@ -53,10 +52,8 @@ __all__ = [
     "embed_examples",
     "evaluate",
     "evaluate_checkpoint",
-    "file_sha256",
     "fit",
     "focal_loss",
-    "image_sha256",
     "load_checkpoint",
     "load_images",
     "load_trunk_weights",

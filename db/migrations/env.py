@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from db.engine import make_engine
-from db.models import Base
+from db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

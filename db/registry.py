@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from taxonomy import file_sha256
 
-from .models import (
+from .products import user_id
+from .tables import (
     RUN_ACTIVE_STATUSES,
     RUN_STATUSES,
     VERSION_KINDS,
@@ -19,7 +20,6 @@ from .models import (
     User,
     utcnow,
 )
-from .products import user_id
 
 FINAL_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_ACTIVE_STATUSES)
 
@@ -106,26 +106,6 @@ def activate_version(session: Session, version_id: str) -> ModelVersion:
     )
     version.status = "active"
     version.activated_at = utcnow()
-    session.flush()
-    return version
-
-
-def rollback_version(session: Session) -> ModelVersion:
-    """Re-activate the version that was active before the current one."""
-    current = active_version(session)
-    query = select(ModelVersion).where(ModelVersion.status == "retired", ModelVersion.activated_at.is_not(None))
-    previous = session.scalar(query.order_by(ModelVersion.activated_at.desc()).limit(1))
-    if previous is None:
-        raise RegistryError(
-            "no earlier active version to roll back to"
-            + (f"; {current.id!r} stays active" if current is not None else "")
-        )
-    return activate_version(session, previous.id)
-
-
-def retire_version(session: Session, version_id: str) -> ModelVersion:
-    version = get_version(session, version_id)
-    version.status = "retired"
     session.flush()
     return version
 
