@@ -21,13 +21,13 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from taxonomy import (
-    Category,
+    BadRow,
     FormatError,
     ImageError,
     RowError,
+    RowValidator,
     Taxonomy,
     TaxonomyError,
-    check_id,
     decode_image,
     find_image,
     iter_raw_rows,
@@ -43,12 +43,7 @@ log = logging.getLogger(__name__)
 MAX_EXAMPLES = 10
 LAYOUT_FILES = ("category_attributes.parquet", "category_attributes.json")
 
-# Why a row was skipped (the keys of ImportReport.skipped).
-BAD_ID = "bad id"
-DUPLICATE_ID = "duplicate id"
-UNKNOWN_CATEGORY = "unknown category"
-BAD_ROW = "bad row"
-INVALID_VALUE = "invalid value"
+# Why a row was skipped (the keys of ImportReport.skipped): taxonomy's BadRow kinds, and these.
 MISSING_IMAGE = "missing image"
 UNREADABLE_IMAGE = "unreadable image"
 DUPLICATE_IMAGE = "duplicate image"
@@ -123,56 +118,17 @@ def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike) -> None:
 
 def _parse(csv_path: Path, taxonomy: Taxonomy, report: ImportReport) -> list[_Row]:
     """Every valid row of the file; bad rows go to the report. Raises FormatError for a bad file."""
-    categories: dict[str, Category | str] = {}  # raw name -> category, or why it is unknown
-    values: dict[tuple[str, str, str], str | TaxonomyError | None] = {}  # raw values repeat a lot
-    seen: set[str] = set()
+    validator = RowValidator(taxonomy)
     rows: list[_Row] = []
     for raw in iter_raw_rows(csv_path):
         report.read += 1
         try:
-            ident = check_id(raw.id)
-        except FormatError as exc:
-            report.skip(raw.line, raw.id, BAD_ID, str(exc))
+            example = validator.check(raw)
+        except BadRow as exc:
+            report.skip(raw.line, exc.id, exc.kind, str(exc))
             continue
-        if ident in seen:
-            report.skip(raw.line, ident, DUPLICATE_ID, f"duplicated id {ident!r} (its first valid row is kept)")
-            continue
-        cat = categories.get(raw.category)
-        if cat is None:
-            try:
-                cat = categories[raw.category] = taxonomy.category(raw.category)
-            except TaxonomyError as exc:
-                cat = categories[raw.category] = str(exc)
-        if isinstance(cat, str):
-            report.skip(raw.line, ident, UNKNOWN_CATEGORY, cat)
-            continue
-        n = len(cat.attributes)
-        if raw.length.strip() and raw.length.strip() != str(n):
-            report.skip(raw.line, ident, BAD_ROW, f"len is {raw.length.strip()!r} but {cat.name!r} has {n} attributes")
-            continue
-        if len(raw.cells) < n:
-            report.skip(raw.line, ident, BAD_ROW, f"{len(raw.cells)} attr columns but {cat.name!r} needs {n}")
-            continue
-        labels: dict[str, str] = {}
-        problems: list[str] = []
-        for attr, cell in zip(cat.attributes, raw.cells):
-            key = (cat.name, attr.name, cell)
-            value = values.get(key, KeyError)
-            if value is KeyError:
-                try:
-                    value = taxonomy.validate_value(cat.name, attr.name, cell)
-                except TaxonomyError as exc:
-                    value = exc
-                values[key] = value
-            if isinstance(value, TaxonomyError):
-                problems.append(str(value))
-            elif value is not None:
-                labels[attr.name] = value
-        if problems:
-            report.skip(raw.line, ident, INVALID_VALUE, "; ".join(problems))
-            continue
-        seen.add(ident)
-        rows.append(_Row(line=raw.line, id=ident, category=cat.name, labels=labels))
+        labels = {name: value for name, value in example.labels.items() if value is not None}
+        rows.append(_Row(line=raw.line, id=example.id, category=example.category, labels=labels))
     return rows
 
 

@@ -4,8 +4,16 @@ This package imports nothing else of the project: ``db`` and ``trainer`` both st
 """
 
 from .formats import (
+    BAD_ID,
+    BAD_ROW,
     DEFAULT_FILLER,
+    DUPLICATE_ID,
+    INVALID_VALUE,
+    UNKNOWN_CATEGORY,
+    BadRow,
     FormatError,
+    RawRow,
+    RowValidator,
     check_id,
     find_image,
     iter_raw_rows,
@@ -36,18 +44,26 @@ from .schema import (
 )
 
 __all__ = [
+    "BAD_ID",
+    "BAD_ROW",
     "DEFAULT_FILLER",
+    "DUPLICATE_ID",
+    "INVALID_VALUE",
     "NOT_APPLICABLE",
+    "UNKNOWN_CATEGORY",
     "Attribute",
     "AttributePrediction",
     "AttributeScore",
+    "BadRow",
     "Category",
     "FormatError",
     "InvalidValueError",
     "LabeledExample",
     "MetricReport",
     "ProductPrediction",
+    "RawRow",
     "RowError",
+    "RowValidator",
     "Taxonomy",
     "TaxonomyError",
     "UnknownAttributeError",
