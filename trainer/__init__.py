@@ -1,5 +1,8 @@
 """Training and prediction: an SE-ResNet with one head per (category, attribute) of the taxonomy.
 
+"SE-ResNet" here is a ResNet with one Squeeze-and-Excitation block after its last stage (as the
+competition solution describes), not SE in every residual block; see ``model.py``.
+
 This package imports ``taxonomy`` only. Importing it picks no device, downloads nothing and
 loads no model; that happens in the functions below.
 """
