@@ -16,8 +16,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from taxonomy import (
@@ -92,7 +93,7 @@ class _Row:
     labels: dict[str, str]  # only the cells that hold a value
 
 
-def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike) -> None:
+def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike[str]) -> None:
     """Raise ``TaxonomyError`` listing every way the dataset's category_attributes file disagrees.
 
     The file may list fewer categories than the taxonomy; each one it lists must exist with
@@ -139,7 +140,7 @@ def _batches(rows: list[_Row], size: int) -> Iterator[list[_Row]]:
 
 def _image_columns(
     row: _Row, images_dir: Path, media: MediaStore, known: dict[str, str], report: ImportReport
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Store the row's image and return its product columns, or None (reported) when unusable."""
     path = find_image(images_dir, row.id)  # the id was checked: it cannot name a path
     if path is None:
@@ -167,7 +168,7 @@ def _image_columns(
     }
 
 
-def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict]]) -> int:
+def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict[str, Any]]]) -> int:
     """Insert the batch's products and their import events; returns the number of events."""
     now = utcnow()
     products = [
@@ -193,7 +194,7 @@ def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict]]
     ]
     if events:
         # Core insert of the table: the ORM's per-row bookkeeping doubled the time of 450k rows.
-        session.execute(insert(LabelEvent.__table__), events)
+        session.execute(insert(cast(Table, LabelEvent.__table__)), events)
     return len(events)
 
 
@@ -201,7 +202,7 @@ def import_dataset(
     session_factory: sessionmaker[Session],
     taxonomy: Taxonomy,
     media: MediaStore,
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike[str],
     *,
     owner: User,
     labels_only: bool = False,

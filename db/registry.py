@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -39,10 +40,10 @@ def register_version(
     session: Session,
     *,
     version_id: str,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     taxonomy_fingerprint: str,
     kind: str,
-    metrics: dict | None = None,
+    metrics: dict[str, Any] | None = None,
     checksum: str | None = None,
     parent_id: str | None = None,
     notes: str = "",
@@ -114,7 +115,7 @@ def activate_version(session: Session, version_id: str) -> ModelVersion:
 
 
 def create_run(
-    session: Session, *, kind: str, params: dict | None = None, created_by: User | None = None
+    session: Session, *, kind: str, params: dict[str, Any] | None = None, created_by: User | None = None
 ) -> TrainingRun:
     """Queue a training run. Raises RunInProgressError while another one is queued or running."""
     if kind not in VERSION_KINDS:

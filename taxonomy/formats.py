@@ -62,7 +62,7 @@ def check_id(raw: str) -> str:
     return value
 
 
-def _open_text(source: str | os.PathLike | io.TextIOBase) -> io.TextIOBase:
+def _open_text(source: str | os.PathLike[str] | io.TextIOBase) -> io.TextIOBase:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -72,7 +72,7 @@ def _open_text(source: str | os.PathLike | io.TextIOBase) -> io.TextIOBase:
     return source
 
 
-def iter_raw_rows(source: str | os.PathLike | io.TextIOBase) -> Iterator[RawRow]:
+def iter_raw_rows(source: str | os.PathLike[str] | io.TextIOBase) -> Iterator[RawRow]:
     """Rows of a competition-layout CSV, cells as written. Raises FormatError on a bad header."""
     handle = _open_text(source)
     try:
@@ -181,7 +181,7 @@ class RowValidator:
 
 
 def read_train_csv(
-    source: str | os.PathLike | io.TextIOBase, taxonomy: Taxonomy
+    source: str | os.PathLike[str] | io.TextIOBase, taxonomy: Taxonomy
 ) -> tuple[list[LabeledExample], list[RowError]]:
     """Read labels; bad rows (see ``RowValidator``) are skipped whole and reported, never half-read."""
     examples: list[LabeledExample] = []
@@ -216,7 +216,7 @@ def _wide_rows(
         yield [safe_cell(str(ident)), safe_cell(cat.name), str(len(cat.attributes)), *cells]
 
 
-def _write(path: str | os.PathLike | io.TextIOBase, taxonomy: Taxonomy, body: Iterator[list[str]]) -> int:
+def _write(path: str | os.PathLike[str] | io.TextIOBase, taxonomy: Taxonomy, body: Iterator[list[str]]) -> int:
     header = [*BASE_COLUMNS, *(f"attr_{i}" for i in range(1, taxonomy.max_attributes + 1))]
     if isinstance(path, io.TextIOBase):
         return _write_to(path, header, body)
@@ -239,7 +239,7 @@ def _write_to(handle: io.TextIOBase, header: list[str], body: Iterator[list[str]
 
 
 def write_train_csv(
-    examples: Iterable[LabeledExample], path: str | os.PathLike | io.TextIOBase, taxonomy: Taxonomy
+    examples: Iterable[LabeledExample], path: str | os.PathLike[str] | io.TextIOBase, taxonomy: Taxonomy
 ) -> int:
     """Write labels in the ``train.csv`` layout; missing and not-applicable are empty cells."""
     rows = ((e.id, e.category, e.labels) for e in examples)
@@ -248,7 +248,7 @@ def write_train_csv(
 
 def write_submission(
     predictions: Iterable[tuple[str, str, dict[str, str | None]]],
-    path: str | os.PathLike | io.TextIOBase,
+    path: str | os.PathLike[str] | io.TextIOBase,
     taxonomy: Taxonomy,
     *,
     filler: str = DEFAULT_FILLER,
@@ -257,7 +257,7 @@ def write_submission(
     return _write(path, taxonomy, _wide_rows(predictions, taxonomy, filler=filler))
 
 
-def find_image(images_dir: str | os.PathLike, ident: str) -> Path | None:
+def find_image(images_dir: str | os.PathLike[str], ident: str) -> Path | None:
     """The image of ``ident`` under ``images_dir``: ``<id>.jpg`` or the zero-padded ``000001.jpg``."""
     base = Path(images_dir)
     ident = check_id(ident)

@@ -9,6 +9,8 @@ Written by hand to match db/tables.py; tests/db/test_migrations.py checks that i
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -26,7 +28,7 @@ VERSION_KINDS = "kind IN ('heads', 'full')"
 RUN_STATUSES = "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted', 'rejected')"
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
