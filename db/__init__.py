@@ -5,6 +5,10 @@ Every function that reads products, labels or predictions takes the viewer and s
 only their own products (an admin sees all). This package imports ``taxonomy`` only.
 """
 
+# taxonomy.file_sha256 is the one digest; db re-exports it only because webapp/models.py reads it
+# as db.file_sha256. Remove this line once that module (becoming webapp/serving.py) imports taxonomy's.
+from taxonomy import file_sha256
+
 from .app_settings import (
     TaxonomyChangeRefused,
     change_taxonomy,
@@ -19,39 +23,6 @@ from .importer import ImportReport, LayoutMismatchError, check_layout, import_da
 from .labels import HistoryEntry, current_labels, current_labels_bulk, label_history, record_labels
 from .media import MediaError, MediaStore
 from .migrate import alembic_config, current_revision, head_revision, upgrade
-from .models import (
-    CATEGORY_ATTRIBUTE,
-    CONFIRMED_SOURCES,
-    LABEL_SOURCES,
-    AppSetting,
-    Base,
-    LabelEvent,
-    ModelVersion,
-    Prediction,
-    Product,
-    TrainingRun,
-    User,
-)
-from .models_registry import (
-    RegistryError,
-    RunInProgressError,
-    activate_version,
-    active_version,
-    create_run,
-    file_sha256,
-    finish_run,
-    get_run,
-    get_version,
-    list_runs,
-    list_versions,
-    mark_interrupted_runs,
-    register_version,
-    retire_version,
-    rollback_version,
-    running_run,
-    start_run,
-    update_run,
-)
 from .predictions import (
     QueueItem,
     StoredPrediction,
@@ -71,6 +42,36 @@ from .products import (
     set_category,
 )
 from .queries import LabelCounts, label_counts, labeled_examples
+from .registry import (
+    RegistryError,
+    RunInProgressError,
+    activate_version,
+    active_version,
+    create_run,
+    finish_run,
+    get_run,
+    get_version,
+    list_runs,
+    list_versions,
+    mark_interrupted_runs,
+    register_version,
+    running_run,
+    start_run,
+    update_run,
+)
+from .tables import (
+    CATEGORY_ATTRIBUTE,
+    CONFIRMED_SOURCES,
+    LABEL_SOURCES,
+    AppSetting,
+    Base,
+    LabelEvent,
+    ModelVersion,
+    Prediction,
+    Product,
+    TrainingRun,
+    User,
+)
 from .users import UserError, authenticate, create_user, get_user, get_user_by_name, list_users, set_password
 
 __all__ = [
@@ -141,9 +142,7 @@ __all__ = [
     "product_total",
     "record_labels",
     "register_version",
-    "retire_version",
     "review_queue",
-    "rollback_version",
     "running_run",
     "save_prediction",
     "set_category",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from taxonomy import Taxonomy, TaxonomyError
 
-from .models import AppSetting, Product
+from .tables import AppSetting, Product
 
 TAXONOMY_KEY = "taxonomy"
 MAX_DIFFERENCES_SHOWN = 8

@@ -14,7 +14,7 @@ SQLITE_FILENAME = "visual_taxonomy.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def default_sqlite_url(data_dir: str | os.PathLike) -> str:
+def default_sqlite_url(data_dir: str | os.PathLike[str]) -> str:
     """The embedded default: a SQLite file in the app's data directory."""
     return f"sqlite:///{Path(data_dir).resolve() / SQLITE_FILENAME}"
 

@@ -9,12 +9,14 @@ from sqlalchemy.orm import Session
 
 from taxonomy import DEFAULT_FILLER, Taxonomy, write_submission, write_train_csv
 
-from .models import User
 from .predictions import latest_predictions
 from .queries import labeled_examples
+from .tables import User
 
 
-def export_labels(session: Session, viewer: User, taxonomy: Taxonomy, out: str | os.PathLike | io.TextIOBase) -> int:
+def export_labels(
+    session: Session, viewer: User, taxonomy: Taxonomy, out: str | os.PathLike[str] | io.TextIOBase
+) -> int:
     """Write the current labels of every product the viewer may see; returns the row count.
 
     The id column holds the imported id where there is one, else the database id; missing
@@ -27,7 +29,7 @@ def export_predictions(
     session: Session,
     viewer: User,
     taxonomy: Taxonomy,
-    out: str | os.PathLike | io.TextIOBase,
+    out: str | os.PathLike[str] | io.TextIOBase,
     *,
     model_version_id: str | None = None,
     filler: str = DEFAULT_FILLER,

@@ -16,19 +16,20 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from taxonomy import (
     LAYOUT_FILES,
-    Category,
+    BadRow,
     FormatError,
     ImageError,
     RowError,
+    RowValidator,
     Taxonomy,
     TaxonomyError,
-    check_id,
     decode_image,
     find_image,
     iter_raw_rows,
@@ -36,19 +37,14 @@ from taxonomy import (
 )
 
 from .media import MediaStore
-from .models import LabelEvent, Product, User, utcnow
 from .products import user_id
+from .tables import LabelEvent, Product, User, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 10
 
-# Why a row was skipped (the keys of ImportReport.skipped).
-BAD_ID = "bad id"
-DUPLICATE_ID = "duplicate id"
-UNKNOWN_CATEGORY = "unknown category"
-BAD_ROW = "bad row"
-INVALID_VALUE = "invalid value"
+# Why a row was skipped (the keys of ImportReport.skipped): taxonomy's BadRow kinds, and these.
 MISSING_IMAGE = "missing image"
 UNREADABLE_IMAGE = "unreadable image"
 DUPLICATE_IMAGE = "duplicate image"
@@ -101,7 +97,7 @@ class _Row:
     labels: dict[str, str]  # only the cells that hold a value
 
 
-def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike) -> None:
+def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike[str]) -> None:
     """Raise ``LayoutMismatchError`` listing every way the dataset's category_attributes file disagrees.
 
     The file may list fewer categories than the taxonomy; each one it lists must exist with
@@ -127,56 +123,17 @@ def check_layout(taxonomy: Taxonomy, data_dir: str | os.PathLike) -> None:
 
 def _parse(csv_path: Path, taxonomy: Taxonomy, report: ImportReport) -> list[_Row]:
     """Every valid row of the file; bad rows go to the report. Raises FormatError for a bad file."""
-    categories: dict[str, Category | str] = {}  # raw name -> category, or why it is unknown
-    values: dict[tuple[str, str, str], str | TaxonomyError | None] = {}  # raw values repeat a lot
-    seen: set[str] = set()
+    validator = RowValidator(taxonomy)
     rows: list[_Row] = []
     for raw in iter_raw_rows(csv_path):
         report.read += 1
         try:
-            ident = check_id(raw.id)
-        except FormatError as exc:
-            report.skip(raw.line, raw.id, BAD_ID, str(exc))
+            example = validator.check(raw)
+        except BadRow as exc:
+            report.skip(raw.line, exc.id, exc.kind, str(exc))
             continue
-        if ident in seen:
-            report.skip(raw.line, ident, DUPLICATE_ID, f"duplicated id {ident!r} (its first valid row is kept)")
-            continue
-        cat = categories.get(raw.category)
-        if cat is None:
-            try:
-                cat = categories[raw.category] = taxonomy.category(raw.category)
-            except TaxonomyError as exc:
-                cat = categories[raw.category] = str(exc)
-        if isinstance(cat, str):
-            report.skip(raw.line, ident, UNKNOWN_CATEGORY, cat)
-            continue
-        n = len(cat.attributes)
-        if raw.length.strip() and raw.length.strip() != str(n):
-            report.skip(raw.line, ident, BAD_ROW, f"len is {raw.length.strip()!r} but {cat.name!r} has {n} attributes")
-            continue
-        if len(raw.cells) < n:
-            report.skip(raw.line, ident, BAD_ROW, f"{len(raw.cells)} attr columns but {cat.name!r} needs {n}")
-            continue
-        labels: dict[str, str] = {}
-        problems: list[str] = []
-        for attr, cell in zip(cat.attributes, raw.cells):
-            key = (cat.name, attr.name, cell)
-            value = values.get(key, KeyError)
-            if value is KeyError:
-                try:
-                    value = taxonomy.validate_value(cat.name, attr.name, cell)
-                except TaxonomyError as exc:
-                    value = exc
-                values[key] = value
-            if isinstance(value, TaxonomyError):
-                problems.append(str(value))
-            elif value is not None:
-                labels[attr.name] = value
-        if problems:
-            report.skip(raw.line, ident, INVALID_VALUE, "; ".join(problems))
-            continue
-        seen.add(ident)
-        rows.append(_Row(line=raw.line, id=ident, category=cat.name, labels=labels))
+        labels = {name: value for name, value in example.labels.items() if value is not None}
+        rows.append(_Row(line=raw.line, id=example.id, category=example.category, labels=labels))
     return rows
 
 
@@ -187,7 +144,7 @@ def _batches(rows: list[_Row], size: int) -> Iterator[list[_Row]]:
 
 def _image_columns(
     row: _Row, images_dir: Path, media: MediaStore, known: dict[str, str], report: ImportReport
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Store the row's image and return its product columns, or None (reported) when unusable."""
     path = find_image(images_dir, row.id)  # the id was checked: it cannot name a path
     if path is None:
@@ -215,7 +172,7 @@ def _image_columns(
     }
 
 
-def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict]]) -> int:
+def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict[str, Any]]]) -> int:
     """Insert the batch's products and their import events; returns the number of events."""
     now = utcnow()
     products = [
@@ -241,7 +198,7 @@ def _write_batch(session: Session, owner_id: int, batch: list[tuple[_Row, dict]]
     ]
     if events:
         # Core insert of the table: the ORM's per-row bookkeeping doubled the time of 450k rows.
-        session.execute(insert(LabelEvent.__table__), events)
+        session.execute(insert(cast(Table, LabelEvent.__table__)), events)
     return len(events)
 
 
@@ -249,7 +206,7 @@ def import_dataset(
     session_factory: sessionmaker[Session],
     taxonomy: Taxonomy,
     media: MediaStore,
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike[str],
     *,
     owner: User,
     labels_only: bool = False,

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from taxonomy import Taxonomy
 
-from .models import LABEL_SOURCES, LabelEvent, Product, User, utcnow
 from .products import resolve_product, user_id, visible_to
+from .tables import LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MODEL_SOURCES = ("model_accepted", "model_edited")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit

@@ -41,7 +41,7 @@ def relative_path(sha256: str, ext: str) -> str:
 
 
 class MediaStore:
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def __repr__(self) -> str:

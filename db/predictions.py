@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from taxonomy import AttributePrediction, ProductPrediction
 
-from .models import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, LabelEvent, Prediction, Product, User, utcnow
 from .products import resolve_product, user_id, visible_to
+from .tables import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, LabelEvent, Prediction, Product, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def _latest_groups(
     newest = select(func.max(Prediction.id).label("id")).join(Product, Product.id == Prediction.product_id).where(where)
     if model_version_id is not None:
         newest = newest.where(Prediction.model_version_id == model_version_id)
-    newest = newest.group_by(Prediction.product_id).subquery()
-    groups = select(Prediction.group_id).join(newest, Prediction.id == newest.c.id).subquery()
+    newest_ids = newest.group_by(Prediction.product_id).subquery()
+    groups = select(Prediction.group_id).join(newest_ids, Prediction.id == newest_ids.c.id).subquery()
     rows = session.scalars(
         select(Prediction).join(groups, Prediction.group_id == groups.c.group_id).order_by(Prediction.id)
     )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from taxonomy import Taxonomy, decode_image
 
 from .media import MediaStore
-from .models import CATEGORY_ATTRIBUTE, LABEL_SOURCES, LabelEvent, Product, User, utcnow
+from .tables import CATEGORY_ATTRIBUTE, LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MAX_PAGE = 1000
 # Ids are INTEGER columns (32 bits on PostgreSQL): a larger number is no product, and is
@@ -33,7 +33,7 @@ def user_id(user: User | int) -> int:
     identity = inspect(user).identity
     if identity is None:
         raise ValueError(f"{user!r} has no id yet; add it to a session and flush first")
-    return identity[0]
+    return int(identity[0])
 
 
 def visible_to(viewer: User) -> ColumnElement[bool]:
@@ -83,7 +83,7 @@ class ProductFilter:
     external_id: str | None = None
 
 
-def _filtered(viewer: User, filters: ProductFilter | None) -> Select:
+def _filtered(viewer: User, filters: ProductFilter | None) -> Select[tuple[Product]]:
     query = select(Product).where(visible_to(viewer))
     f = filters or ProductFilter()
     if f.category is not None:

@@ -11,8 +11,8 @@ from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
 
 from .labels import latest_values, restrict
 from .media import MediaStore
-from .models import LabelEvent, Product, User
 from .products import image_path, visible_to
+from .tables import LabelEvent, Product, User
 
 _SEP = "|"
 
@@ -91,9 +91,10 @@ def label_counts(session: Session, viewer: User, taxonomy: Taxonomy) -> LabelCou
             )
         )
     }
-    per_category = dict(
-        session.execute(
+    per_category = {
+        cat: n
+        for cat, n in session.execute(
             select(labelled.c.category, func.count(func.distinct(labelled.c.product_id))).group_by(labelled.c.category)
-        ).all()
-    )
+        )
+    }
     return LabelCounts(per_category=per_category, per_attribute=per_attribute)

@@ -11,7 +11,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import ROLES, User
+from .tables import ROLES, User
 
 # scrypt cost: 2**14 x 8 x 1 uses 16 MiB and tens of milliseconds per check (OWASP's minimum).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1

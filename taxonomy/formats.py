@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .records import LabeledExample, RowError
-from .schema import NOT_APPLICABLE, Taxonomy, TaxonomyError
+from .schema import NOT_APPLICABLE, Category, Taxonomy, TaxonomyError
 
 BASE_COLUMNS = ("id", "Category", "len")
 DEFAULT_FILLER = "dummy_value"
@@ -20,9 +20,25 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
+# Why a row was refused (``BadRow.kind``; an import report counts rows by these).
+BAD_ID = "bad id"
+DUPLICATE_ID = "duplicate id"
+UNKNOWN_CATEGORY = "unknown category"
+BAD_ROW = "bad row"
+INVALID_VALUE = "invalid value"
+
 
 class FormatError(ValueError):
     """A file that is not in the competition's layout at all (as opposed to one bad row)."""
+
+
+class BadRow(FormatError):
+    """One row that breaks the row rules; the file itself is readable."""
+
+    def __init__(self, kind: str, ident: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind  # BAD_ID, DUPLICATE_ID, UNKNOWN_CATEGORY, BAD_ROW or INVALID_VALUE
+        self.id = ident  # the checked id, or the id as written when the id itself is bad
 
 
 @dataclass(frozen=True)
@@ -46,7 +62,7 @@ def check_id(raw: str) -> str:
     return value
 
 
-def _open_text(source: str | os.PathLike | io.TextIOBase) -> io.TextIOBase:
+def _open_text(source: str | os.PathLike[str] | io.TextIOBase) -> io.TextIOBase:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -56,7 +72,7 @@ def _open_text(source: str | os.PathLike | io.TextIOBase) -> io.TextIOBase:
     return source
 
 
-def iter_raw_rows(source: str | os.PathLike | io.TextIOBase) -> Iterator[RawRow]:
+def iter_raw_rows(source: str | os.PathLike[str] | io.TextIOBase) -> Iterator[RawRow]:
     """Rows of a competition-layout CSV, cells as written. Raises FormatError on a bad header."""
     handle = _open_text(source)
     try:
@@ -101,38 +117,81 @@ def iter_raw_rows(source: str | os.PathLike | io.TextIOBase) -> Iterator[RawRow]
             handle.close()
 
 
-def read_train_csv(
-    source: str | os.PathLike | io.TextIOBase, taxonomy: Taxonomy
-) -> tuple[list[LabeledExample], list[RowError]]:
-    """Read labels; bad rows are skipped whole and reported, never half-read.
+class RowValidator:
+    """The row rules of a competition CSV, applied to the rows of one file in order.
 
-    Cells past a category's ``len`` are ignored (a submission's filler lives there); empty cells
-    within it are missing labels.
+    A row is taken or refused whole: its id must be a valid id not taken by an earlier valid
+    row, its category known, its ``len`` (when given) the category's number of attributes, and
+    each of the category's cells empty or an allowed value. Cells past ``len`` are ignored (a
+    submission's filler lives there). Lookups are remembered, since a large file repeats a few
+    hundred raw values many thousand times.
     """
-    examples: list[LabeledExample] = []
-    errors: list[RowError] = []
-    seen: set[str] = set()
-    for raw in iter_raw_rows(source):
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.taxonomy = taxonomy
+        self._seen: set[str] = set()
+        self._categories: dict[str, Category | TaxonomyError] = {}  # raw name -> category or why not
+        self._values: dict[tuple[str, str, str], str | TaxonomyError | None] = {}
+
+    def check(self, raw: RawRow) -> LabeledExample:
+        """The row as an example (an empty cell is a missing label, None), or ``BadRow``."""
         try:
             ident = check_id(raw.id)
-            if ident in seen:
-                raise FormatError(f"duplicated id {ident!r} (first occurrence kept)")
-            cat = taxonomy.category(raw.category)
-            if raw.length.strip() and raw.length.strip() != str(len(cat.attributes)):
-                raise FormatError(
-                    f"len is {raw.length.strip()!r} but category {cat.name!r} has {len(cat.attributes)} attributes"
-                )
-            if len(raw.cells) < len(cat.attributes):
-                raise FormatError(f"{len(raw.cells)} attr columns but {cat.name!r} needs {len(cat.attributes)}")
-            labels = {
-                attr.name: taxonomy.validate_value(cat.name, attr.name, cell)
-                for attr, cell in zip(cat.attributes, raw.cells)
-            }
-        except (FormatError, TaxonomyError) as exc:
-            errors.append(RowError(row=raw.line, id=raw.id or None, reason=str(exc)))
-            continue
-        seen.add(ident)
-        examples.append(LabeledExample(id=ident, category=cat.name, labels=labels))
+        except FormatError as exc:
+            raise BadRow(BAD_ID, raw.id, str(exc)) from None
+        if ident in self._seen:
+            raise BadRow(DUPLICATE_ID, ident, f"duplicated id {ident!r} (its first valid row is kept)")
+        cat = self._category(raw.category)
+        if isinstance(cat, TaxonomyError):
+            raise BadRow(UNKNOWN_CATEGORY, ident, str(cat))
+        n = len(cat.attributes)
+        if raw.length.strip() and raw.length.strip() != str(n):
+            raise BadRow(BAD_ROW, ident, f"len is {raw.length.strip()!r} but category {cat.name!r} has {n} attributes")
+        if len(raw.cells) < n:
+            raise BadRow(BAD_ROW, ident, f"{len(raw.cells)} attr columns but {cat.name!r} needs {n}")
+        labels: dict[str, str | None] = {}
+        problems: list[str] = []
+        for attr, cell in zip(cat.attributes, raw.cells):
+            value = self._value(cat.name, attr.name, cell)
+            if isinstance(value, TaxonomyError):
+                problems.append(str(value))
+            else:
+                labels[attr.name] = value
+        if problems:
+            raise BadRow(INVALID_VALUE, ident, "; ".join(problems))
+        self._seen.add(ident)
+        return LabeledExample(id=ident, category=cat.name, labels=labels)
+
+    def _category(self, name: str) -> Category | TaxonomyError:
+        if name not in self._categories:
+            try:
+                self._categories[name] = self.taxonomy.category(name)
+            except TaxonomyError as exc:
+                self._categories[name] = exc
+        return self._categories[name]
+
+    def _value(self, category: str, attribute: str, cell: str) -> str | TaxonomyError | None:
+        key = (category, attribute, cell)
+        if key not in self._values:
+            try:
+                self._values[key] = self.taxonomy.validate_value(category, attribute, cell)
+            except TaxonomyError as exc:
+                self._values[key] = exc
+        return self._values[key]
+
+
+def read_train_csv(
+    source: str | os.PathLike[str] | io.TextIOBase, taxonomy: Taxonomy
+) -> tuple[list[LabeledExample], list[RowError]]:
+    """Read labels; bad rows (see ``RowValidator``) are skipped whole and reported, never half-read."""
+    examples: list[LabeledExample] = []
+    errors: list[RowError] = []
+    validator = RowValidator(taxonomy)
+    for raw in iter_raw_rows(source):
+        try:
+            examples.append(validator.check(raw))
+        except BadRow as exc:
+            errors.append(RowError(row=raw.line, id=exc.id or None, reason=str(exc)))
     return examples, errors
 
 
@@ -157,7 +216,7 @@ def _wide_rows(
         yield [safe_cell(str(ident)), safe_cell(cat.name), str(len(cat.attributes)), *cells]
 
 
-def _write(path: str | os.PathLike | io.TextIOBase, taxonomy: Taxonomy, body: Iterator[list[str]]) -> int:
+def _write(path: str | os.PathLike[str] | io.TextIOBase, taxonomy: Taxonomy, body: Iterator[list[str]]) -> int:
     header = [*BASE_COLUMNS, *(f"attr_{i}" for i in range(1, taxonomy.max_attributes + 1))]
     if isinstance(path, io.TextIOBase):
         return _write_to(path, header, body)
@@ -180,7 +239,7 @@ def _write_to(handle: io.TextIOBase, header: list[str], body: Iterator[list[str]
 
 
 def write_train_csv(
-    examples: Iterable[LabeledExample], path: str | os.PathLike | io.TextIOBase, taxonomy: Taxonomy
+    examples: Iterable[LabeledExample], path: str | os.PathLike[str] | io.TextIOBase, taxonomy: Taxonomy
 ) -> int:
     """Write labels in the ``train.csv`` layout; missing and not-applicable are empty cells."""
     rows = ((e.id, e.category, e.labels) for e in examples)
@@ -189,7 +248,7 @@ def write_train_csv(
 
 def write_submission(
     predictions: Iterable[tuple[str, str, dict[str, str | None]]],
-    path: str | os.PathLike | io.TextIOBase,
+    path: str | os.PathLike[str] | io.TextIOBase,
     taxonomy: Taxonomy,
     *,
     filler: str = DEFAULT_FILLER,
@@ -198,7 +257,7 @@ def write_submission(
     return _write(path, taxonomy, _wide_rows(predictions, taxonomy, filler=filler))
 
 
-def find_image(images_dir: str | os.PathLike, ident: str) -> Path | None:
+def find_image(images_dir: str | os.PathLike[str], ident: str) -> Path | None:
     """The image of ``ident`` under ``images_dir``: ``<id>.jpg`` or the zero-padded ``000001.jpg``."""
     base = Path(images_dir)
     ident = check_id(ident)

@@ -46,7 +46,7 @@ class ImageInfo:
         return FORMAT_SUFFIX[self.format]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     """The sha256 of a file, read in 1 MB blocks: checkpoints, backups and media are named or
     checked by it."""
     digest = hashlib.sha256()
@@ -56,7 +56,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_image_bytes(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_BYTES) -> bytes:
+def read_image_bytes(source: str | os.PathLike[str] | bytes, *, max_bytes: int = MAX_BYTES) -> bytes:
     if isinstance(source, bytes):
         data = source
     else:
@@ -75,7 +75,7 @@ def read_image_bytes(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_
 
 
 def decode_image(
-    source: str | os.PathLike | bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+    source: str | os.PathLike[str] | bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
 ) -> tuple[Image.Image, ImageInfo]:
     """Decode a photo into an upright RGB image, with facts about the original file.
 
@@ -100,8 +100,7 @@ def decode_image(
                 raise ImageError(f"image is only {width}x{height} pixels; a product photo needs more")
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = to_rgb(image)
+            rgb = to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -137,6 +136,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(source: str | os.PathLike | bytes) -> Image.Image:
+def load_rgb(source: str | os.PathLike[str] | bytes) -> Image.Image:
     """Only the upright RGB image (for training and prediction)."""
     return decode_image(source)[0]

@@ -23,7 +23,7 @@ def default_taxonomy() -> Taxonomy:
     return Taxonomy.from_dict(json.loads(text))
 
 
-def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
+def load_taxonomy(path: str | os.PathLike[str]) -> Taxonomy:
     path = Path(path)
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -37,14 +37,14 @@ def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
         raise TaxonomyError(f"taxonomy file {path} is malformed: missing or wrong field {exc}") from None
 
 
-def save_taxonomy(taxonomy: Taxonomy, path: str | os.PathLike) -> None:
+def save_taxonomy(taxonomy: Taxonomy, path: str | os.PathLike[str]) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(taxonomy.to_dict(), indent=1, ensure_ascii=False) + "\n", "utf-8")
     os.replace(tmp, path)
 
 
-def read_category_attributes(path: str | os.PathLike) -> dict[str, list[str]]:
+def read_category_attributes(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """``category_attributes.parquet`` (or its ``.json`` twin) as category -> ordered attributes."""
     path = Path(path)
     if not path.is_file():
@@ -61,13 +61,15 @@ def read_category_attributes(path: str | os.PathLike) -> dict[str, list[str]]:
     return {str(row.Category): [str(a) for a in row.Attribute_list] for row in frame.itertuples()}
 
 
-def taxonomy_from_competition(category_attributes: str | os.PathLike, train_csv: str | os.PathLike) -> Taxonomy:
+def taxonomy_from_competition(
+    category_attributes: str | os.PathLike[str], train_csv: str | os.PathLike[str]
+) -> Taxonomy:
     """Build a taxonomy whose values are those found (normalised) in a labelled ``train.csv``.
 
     Values are ordered by frequency (most common first), ties by name, with their counts kept.
     """
     layout = read_category_attributes(category_attributes)
-    counters: dict[tuple[str, str], Counter] = {
+    counters: dict[tuple[str, str], Counter[str]] = {
         (cat, attr): Counter() for cat, attrs in layout.items() for attr in attrs
     }
     for row in iter_raw_rows(train_csv):
@@ -91,7 +93,7 @@ def taxonomy_from_competition(category_attributes: str | os.PathLike, train_csv:
     return Taxonomy(categories=tuple(categories))
 
 
-def layout_file(data_dir: str | os.PathLike) -> Path | None:
+def layout_file(data_dir: str | os.PathLike[str]) -> Path | None:
     """The folder's category_attributes file (parquet first), or None when it has none."""
     for name in LAYOUT_FILES:
         path = Path(data_dir) / name
@@ -100,7 +102,7 @@ def layout_file(data_dir: str | os.PathLike) -> Path | None:
     return None
 
 
-def taxonomy_from_folder(data_dir: str | os.PathLike) -> Taxonomy:
+def taxonomy_from_folder(data_dir: str | os.PathLike[str]) -> Taxonomy:
     """The taxonomy of a competition-layout folder: its category_attributes file for the categories
     and their attributes, the values found in its ``train.csv`` (as ``taxonomy_from_competition``)."""
     data_dir = Path(data_dir)

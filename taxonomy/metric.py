@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .schema import NOT_APPLICABLE, Taxonomy
 
@@ -34,7 +35,7 @@ class MetricReport:
     per_category: dict[str, float] = field(default_factory=dict)
     per_attribute: list[AttributeScore] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "score": self.score,
             "per_category": dict(self.per_category),
@@ -48,9 +49,9 @@ def f1_scores(truth: list[str], pred: list[str]) -> tuple[float, float]:
         raise ValueError(f"{len(truth)} true values but {len(pred)} predictions")
     if not truth:
         raise ValueError("no rows to score")
-    tp: Counter = Counter()
-    n_true: Counter = Counter(truth)
-    n_pred: Counter = Counter(pred)
+    tp: Counter[str] = Counter()
+    n_true = Counter(truth)
+    n_pred = Counter(pred)
     for t, p in zip(truth, pred):
         if t == p:
             tp[t] += 1

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 # The value a person records when an attribute does not apply to a product or cannot be told
 # from the photo. It is a label of its own (kept in the history), but never a class to learn
@@ -178,12 +179,12 @@ class Taxonomy:
 
     # -- identity ------------------------------------------------------------------------------
 
-    def to_dict(self, *, with_counts: bool = True) -> dict:
+    def to_dict(self, *, with_counts: bool = True) -> dict[str, Any]:
         cats = []
         for cat in self.categories:
             attrs = []
             for attr in cat.attributes:
-                entry: dict = {"name": attr.name, "values": list(attr.values)}
+                entry: dict[str, Any] = {"name": attr.name, "values": list(attr.values)}
                 if with_counts and attr.counts:
                     entry["counts"] = list(attr.counts)
                 attrs.append(entry)
@@ -191,7 +192,7 @@ class Taxonomy:
         return {"format": "visual-taxonomy/1", "categories": cats}
 
     @classmethod
-    def from_dict(cls, data: dict) -> Taxonomy:
+    def from_dict(cls, data: dict[str, Any]) -> Taxonomy:
         if not isinstance(data, dict) or "categories" not in data:
             raise TaxonomyError("a taxonomy file needs a top-level 'categories' list")
         cats = []

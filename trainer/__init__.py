@@ -1,5 +1,8 @@
 """Training and prediction: an SE-ResNet with one head per (category, attribute) of the taxonomy.
 
+"SE-ResNet" here is a ResNet with one Squeeze-and-Excitation block after its last stage (as the
+competition solution describes), not SE in every residual block; see ``model.py``.
+
 This package imports ``taxonomy`` only. Importing it picks no device, downloads nothing and
 loads no model; that happens in the functions below.
 """
@@ -9,13 +12,12 @@ from .checkpoint import (
     CheckpointError,
     TaxonomyMismatchError,
     atomic_save,
-    file_sha256,
     load_checkpoint,
     save_checkpoint,
 )
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import DataError, ImageSet, load_images, read_dataset, split_held_out
-from .embeddings import EmbeddingCache, embed_examples, image_sha256
+from .embeddings import EmbeddingCache, embed_examples
 from .evaluation import majority_baseline
 from .losses import TaxonomyLoss, class_weights, focal_loss, sample_weights
 from .model import Backbone, SEBlock, TaxonomyNet, build_model
@@ -54,10 +56,8 @@ __all__ = [
     "embed_examples",
     "evaluate",
     "evaluate_checkpoint",
-    "file_sha256",
     "fit",
     "focal_loss",
-    "image_sha256",
     "intra_op_threads",
     "load_checkpoint",
     "load_images",

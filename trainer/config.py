@@ -1,7 +1,8 @@
 """What a model is and what a training run does: two frozen dataclasses and their defaults.
 
 The defaults are chosen per device. With a GPU the model is the issue's SE-ResNet50 at 224 px;
-on a CPU it is an SE-ResNet18 at 112 px. A ResNet50 costs about 2.3x the FLOPs of a ResNet18
+on a CPU it is an SE-ResNet18 at 112 px ("SE-ResNet": a ResNet with one Squeeze-and-Excitation
+block after its last stage, see ``model.py``). A ResNet50 costs about 2.3x the FLOPs of a ResNet18
 (4.1 vs 1.8 GFLOPs at 224 px), and without ImageNet weights (none can be downloaded on the
 project's 2-core machines) fewer epochs of a bigger network is the worse trade within a
 15-minute budget. The CPU schedule (38 epochs, the first half on 80-pixel photos: the cost of

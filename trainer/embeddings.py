@@ -31,10 +31,6 @@ Progress = Callable[[float, str], None]
 _LOCK = threading.Lock()  # one writer per process; the file itself is replaced atomically
 
 
-def image_sha256(path: str | os.PathLike) -> str:
-    return file_sha256(path)
-
-
 class EmbeddingCache:
     def __init__(self, cache_dir: str | os.PathLike, fingerprint: str) -> None:
         self.path = Path(cache_dir) / f"{fingerprint}.pt"
@@ -114,7 +110,7 @@ def embed_examples(
         try:
             if ex.image_path is None:
                 raise ImageError("no image file")
-            keys.append(image_sha256(ex.image_path))
+            keys.append(file_sha256(ex.image_path))
         except (OSError, ImageError) as exc:
             keys.append(None)
             skipped.append((ex.id, str(exc)))

@@ -1,4 +1,9 @@
-"""The network: a ResNet trunk with a Squeeze-and-Excitation block, pooled, then the heads."""
+"""The network: a ResNet trunk, one Squeeze-and-Excitation block on its output, pooled, then the heads.
+
+"SE-ResNet" in this project means exactly that: a torchvision ResNet with ONE SE block after its
+last stage, as the competition solution describes, not an SE-ResNet with SE in every residual
+block (Hu et al.). The trunk is torchvision's unchanged, so ImageNet ResNet weights load into it.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,10 @@ _FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 
 
 class SEBlock(nn.Module):
-    """Channel attention: squeeze by global pooling, excite through a bottleneck, rescale."""
+    """Channel attention: squeeze by global pooling, excite through a bottleneck, rescale.
+
+    Used once, on the trunk's last feature map (``Backbone``), not inside the residual blocks.
+    """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
@@ -35,7 +43,7 @@ class SEBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """ResNet trunk, SE block on its last feature map, global average pooling."""
+    """ResNet trunk, one SE block on its last feature map (the only one), global average pooling."""
 
     def __init__(self, arch: str, se_reduction: int = 16) -> None:
         super().__init__()

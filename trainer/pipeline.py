@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from taxonomy import LabeledExample, Taxonomy
+from taxonomy import LabeledExample, Taxonomy, file_sha256
 
-from .checkpoint import file_sha256, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
 from .labels import encode_labels

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from taxonomy import LabeledExample, MetricReport, Taxonomy
+from taxonomy import LabeledExample, MetricReport, Taxonomy, file_sha256
 
-from .checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import EARLY_STOP_SALT, DataError, require_trainable, split_held_out
 from .embeddings import Embedded, embed_examples

@@ -92,7 +92,9 @@ def train_one_epoch(
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc=desc, leave=False, disable=None):
         idx = order[start : start + batch_size]  # (B,)
-        if idx.numel() < 2:  # GroupNorm is fine with one row, but a lone row makes a noisy step
+        # A lone row: the trunk's BatchNorm (in training mode) would normalise by one photo's
+        # statistics and pull its running statistics towards them (and raise on a 1x1 map).
+        if idx.numel() < 2:
             continue
         raw = images.index_select(0, idx).to(device, non_blocking=True)  # (B, 3, S, S) uint8
         if use_augment:

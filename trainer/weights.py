@@ -34,9 +34,6 @@ def torchvision_fetch(arch: str) -> StateDict:
     return enum.get_state_dict(progress=True)
 
 
-_real_fetch = torchvision_fetch  # kept for tests that patch ``torchvision_fetch`` and need the original
-
-
 def load_trunk_weights(arch: str, weights: str, *, fetch: Fetch | None = None) -> tuple[StateDict | None, str]:
     """The trunk's state dict and where it came from: "imagenet", the file's path, or "random".
 

@@ -1,7 +1,7 @@
 """The app's settings: the one place where environment variables are read.
 
-Every option has a command-line flag; the environment variable is its default, and a built-in
-value the default of that.
+Every option has a command-line flag; the environment variable is its default, and the
+``Settings`` dataclass's field default the default of that (written there only).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import db
 
 ENV_PREFIX = "VT_"
 
@@ -30,7 +32,7 @@ class Settings:
     def db_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'visual_taxonomy.sqlite3').resolve()}"
+        return db.default_sqlite_url(self.data_dir)
 
     @property
     def media_dir(self) -> Path:
@@ -49,42 +51,53 @@ class Settings:
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(ENV_PREFIX + name, default)
+_DEFAULT = Settings()
+
+
+def _env(name: str, default: object = None) -> str | None:
+    """``VT_<name>`` if set, else the built-in default as text (argparse converts it with ``type``)."""
+    value = os.environ.get(ENV_PREFIX + name)
+    if value is not None:
+        return value
+    return None if default is None else str(default)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand; defaults come from VT_* environment variables."""
-    parser.add_argument("--data-dir", default=_env("DATA_DIR", "data"), help="data directory [VT_DATA_DIR]")
+    parser.add_argument("--data-dir", default=_env("DATA_DIR", _DEFAULT.data_dir), help="data directory [VT_DATA_DIR]")
     parser.add_argument(
         "--database-url",
-        default=_env("DATABASE_URL", ""),
+        default=_env("DATABASE_URL", _DEFAULT.database_url),
         help="SQLAlchemy URL; default: SQLite in the data directory [VT_DATABASE_URL]",
     )
-    parser.add_argument("--model-dir", default=_env("MODEL_DIR"), help="model directory [VT_MODEL_DIR]")
     parser.add_argument(
-        "--users-file", default=_env("USERS_FILE"), help="JSON list of users to create on start [VT_USERS_FILE]"
+        "--model-dir", default=_env("MODEL_DIR", _DEFAULT.model_dir), help="model directory [VT_MODEL_DIR]"
+    )
+    parser.add_argument(
+        "--users-file",
+        default=_env("USERS_FILE", _DEFAULT.users_file),
+        help="JSON list of users to create on start [VT_USERS_FILE]",
     )
     parser.add_argument(
         "--taxonomy-file",
-        default=_env("TAXONOMY_FILE"),
+        default=_env("TAXONOMY_FILE", _DEFAULT.taxonomy_file),
         help="taxonomy JSON; default: the competition's [VT_TAXONOMY_FILE]",
     )
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="listen address [VT_HOST]")
-    parser.add_argument("--port", type=int, default=int(_env("PORT", "7860")), help="port [VT_PORT]")
+    parser.add_argument("--host", default=_env("HOST", _DEFAULT.host), help="listen address [VT_HOST]")
+    parser.add_argument("--port", type=int, default=_env("PORT", _DEFAULT.port), help="port [VT_PORT]")
     parser.add_argument(
         "--max-upload-mb",
         type=int,
-        default=int(_env("MAX_UPLOAD_MB", "20")),
+        default=_env("MAX_UPLOAD_MB", _DEFAULT.max_upload_mb),
         help="largest accepted upload in MB [VT_MAX_UPLOAD_MB]",
     )
     parser.add_argument(
         "--session-hours",
         type=float,
-        default=float(_env("SESSION_HOURS", "12")),
+        default=_env("SESSION_HOURS", _DEFAULT.session_hours),
         help="a sign-in lasts this long [VT_SESSION_HOURS]",
     )
 
@@ -94,13 +107,13 @@ def from_args(args: argparse.Namespace) -> Settings:
         return Path(value) if value else None
 
     return Settings(
-        host=getattr(args, "host", "127.0.0.1"),
-        port=getattr(args, "port", 7860),
+        host=getattr(args, "host", _DEFAULT.host),
+        port=getattr(args, "port", _DEFAULT.port),
         data_dir=Path(args.data_dir),
         database_url=args.database_url or "",
         model_dir=path(args.model_dir),
         users_file=path(args.users_file),
         taxonomy_file=path(args.taxonomy_file),
-        max_upload_mb=getattr(args, "max_upload_mb", 20),
-        session_hours=getattr(args, "session_hours", 12.0),
+        max_upload_mb=getattr(args, "max_upload_mb", _DEFAULT.max_upload_mb),
+        session_hours=getattr(args, "session_hours", _DEFAULT.session_hours),
     )

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from db.engine import make_engine
-from db.models import Base
+from db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,7 +29,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the Alembic config has no sqlalchemy.url; db.alembic_config(url) sets it")
+    engine = make_engine(url)
     try:
         with engine.begin() as conn:
             _run(conn)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,10 +109,26 @@ def stop_app(app: RunningApp) -> None:
         app.process.kill()
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    root = tmp_path_factory.mktemp("app")
+@contextmanager
+def running_app(root: Path) -> Iterator[RunningApp]:
+    """A fresh app under ``root``: no products, no model, the USERS; a 48-photo dataset beside it."""
     dataset = make_learnable_dataset(root / "dataset", n=48)
     running = start_app(root / "data", dataset)
-    yield running
-    stop_app(running)
+    try:
+        yield running
+    finally:
+        stop_app(running)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """One app for a module's tests; a test that imports data or activates a model takes ``own_app``."""
+    with running_app(tmp_path_factory.mktemp("app")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """An app for one test alone, for changes every other test would see (imported data, a model)."""
+    with running_app(tmp_path_factory.mktemp("own-app")) as running:
+        yield running

@@ -1,6 +1,9 @@
 """End to end through the running server: uploads, suggestions, saves, provenance, isolation,
-retraining, activation and rollback, bad uploads. Order matters within this module: it tells
-one story, from an empty app to a second model version and back."""
+retraining, activation and rollback, bad uploads.
+
+Each test passes alone and in any order. The tests on the shared ``app`` never give it a model
+or imported data; the story from an empty app to a second model version and back runs on an
+app of its own (``own_app``)."""
 
 from __future__ import annotations
 
@@ -183,11 +186,11 @@ def test_a_failed_training_run_says_why_and_changes_nothing(app):
     assert admin.predict(api_name="/versions") == []
 
 
-def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
-    admin, alice = app.client("admin"), app.client("alice")
-    report = admin.predict(str(app.dataset), False, api_name="/import_data")
+def test_import_retrain_suggest_save_and_rollback(own_app, tmp_path):
+    admin, alice = own_app.client("admin"), own_app.client("alice")
+    report = admin.predict(str(own_app.dataset), False, api_name="/import_data")
     assert report["imported"] == 48 and not report["skipped"], report["summary"]
-    again = admin.predict(str(app.dataset), False, api_name="/import_data")
+    again = admin.predict(str(own_app.dataset), False, api_name="/import_data")
     assert again["imported"] == 0 and again["already_present"] == 48
 
     first = wait_for_run(admin, admin.predict("heads", api_name="/retrain")["run_id"])
@@ -217,7 +220,7 @@ def test_import_retrain_suggest_save_and_rollback(app, tmp_path):
     )
     assert saved["sources"] == {"color": "model_accepted", "neck": "seller", "pattern": "model_edited"}
     events = rows(
-        app,
+        own_app,
         "SELECT attribute, value, source, model_version_id FROM label_events "
         f"WHERE product_id = {upload['product_id']} ORDER BY id",
     )

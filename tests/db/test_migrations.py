@@ -49,12 +49,12 @@ def test_constraints_are_enforced(engine: Engine) -> None:
                 owner_id=999,
                 category="Sarees",
                 source="import",
-                created_at=db.models.utcnow(),
-                updated_at=db.models.utcnow(),
+                created_at=db.tables.utcnow(),
+                updated_at=db.tables.utcnow(),
             )
         )
     with pytest.raises(IntegrityError), engine.begin() as conn:  # CHECK on the role
-        conn.execute(insert(db.User).values(name="x", password_hash="h", role="root", created_at=db.models.utcnow()))
+        conn.execute(insert(db.User).values(name="x", password_hash="h", role="root", created_at=db.tables.utcnow()))
 
 
 def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_timestamps_come_back_timezone_aware(session, alice: db.User) -> None:
 
 
 def test_the_database_allows_one_active_version_only(engine: Engine) -> None:
-    now = db.models.utcnow()
+    now = db.tables.utcnow()
     row = dict(path="p", checksum="c", taxonomy_fingerprint="f", metrics={}, kind="heads", notes="", created_at=now)
     with engine.begin() as conn:
         conn.execute(insert(db.ModelVersion).values(id="a", status="active", **row))

@@ -1,4 +1,4 @@
-"""Model versions: exactly one active, rollback to the previous one. Training runs: lifecycle."""
+"""Model versions: exactly one active. Training runs: lifecycle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import db
-from db.models_registry import file_sha256
+from taxonomy import file_sha256
 
 
 def _register(session: Session, tmp_path: Path, version_id: str, parent: str | None = None) -> db.ModelVersion:
@@ -41,10 +41,6 @@ def test_activation_keeps_exactly_one_active(session: Session, tmp_path: Path) -
         assert db.active_version(session).id == vid and _actives(session) == 1
     assert {v.id: v.status for v in db.list_versions(session)} == {"v1": "retired", "v2": "retired", "v3": "active"}
 
-    assert db.rollback_version(session).id == "v2"
-    assert _actives(session) == 1 and db.get_version(session, "v3").status == "retired"
-    assert db.rollback_version(session).id == "v3"  # the version active before v2 came back was v3
-
 
 def test_registry_refuses_bad_input(session: Session, tmp_path: Path) -> None:
     _register(session, tmp_path, "v1")
@@ -60,8 +56,6 @@ def test_registry_refuses_bad_input(session: Session, tmp_path: Path) -> None:
         db.register_version(session, version_id="v9", path="x", checksum="0" * 64, taxonomy_fingerprint="a", kind="big")
     with pytest.raises(db.RegistryError, match="not found"):
         db.activate_version(session, "nope")
-    with pytest.raises(db.RegistryError, match="no earlier"):
-        db.rollback_version(session)
 
 
 def test_training_run_lifecycle(session: Session, admin: db.User, tmp_path: Path) -> None:

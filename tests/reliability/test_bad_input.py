@@ -15,7 +15,7 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from taxonomy import default_taxonomy
+from taxonomy import default_taxonomy, file_sha256
 from tests.app._data import jpeg, make_learnable_dataset, photo
 from tests.reliability.conftest import RawClient, cli, client, db_url, launch, query, serving, snapshot, stop_app
 
@@ -466,7 +466,7 @@ def test_the_app_refuses_to_activate_a_bad_checkpoint(app, other_checkpoint, kin
             session,
             version_id=f"planted-{which}",
             path=f"planted-{which}/model.pt",
-            checksum=trainer.file_sha256(path),
+            checksum=file_sha256(path),
             taxonomy_fingerprint=fingerprint,
             kind="heads",
         )

@@ -8,9 +8,17 @@ import io
 import pytest
 
 from taxonomy import (
+    BAD_ID,
+    BAD_ROW,
+    DUPLICATE_ID,
+    INVALID_VALUE,
     NOT_APPLICABLE,
+    UNKNOWN_CATEGORY,
+    BadRow,
     FormatError,
     LabeledExample,
+    RawRow,
+    RowValidator,
     check_id,
     find_image,
     read_train_csv,
@@ -61,6 +69,36 @@ def test_bad_rows_are_skipped_whole_with_reasons(taxonomy):
     assert "len is '4'" in reasons[4]
     assert "no path parts" in reasons[5]
     assert "duplicated id '5'" in reasons[7]
+
+
+def test_a_row_with_several_bad_cells_names_each_one(taxonomy):
+    examples, errors = read(HEADER + "1,Men Tshirts,5,purple,triangle,solid,solid,short sleeves,,,,,\n", taxonomy)
+    assert examples == [] and len(errors) == 1
+    assert "'purple'" in errors[0].reason and "'triangle'" in errors[0].reason
+
+
+def test_the_validator_says_what_kind_of_rule_a_row_breaks(taxonomy):
+    rows = [
+        ("1", "Trousers", "3", UNKNOWN_CATEGORY),
+        ("2", "Men Tshirts", "4", BAD_ROW),
+        ("a/b", "Men Tshirts", "5", BAD_ID),
+        ("3", "Men Tshirts", "5", None),
+        ("3", "Men Tshirts", "5", DUPLICATE_ID),
+    ]
+    validator = RowValidator(taxonomy)
+    cells = ("white", "round", "solid", "solid", "short sleeves")
+    for line, (ident, category, length, kind) in enumerate(rows, start=2):
+        raw = RawRow(line=line, id=ident, category=category, length=length, cells=cells)
+        if kind is None:
+            assert validator.check(raw).labels["color"] == "white"
+            continue
+        with pytest.raises(BadRow) as err:
+            validator.check(raw)
+        assert (err.value.kind, err.value.id) == (kind, ident)
+    bad_value = RawRow(line=9, id="4", category="Men Tshirts", length="", cells=("plaid", *cells[1:]))
+    with pytest.raises(BadRow) as err:
+        validator.check(bad_value)
+    assert err.value.kind == INVALID_VALUE
 
 
 def test_a_byte_order_mark_is_accepted(tmp_path, taxonomy):

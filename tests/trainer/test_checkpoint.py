@@ -7,12 +7,11 @@ import shutil
 import pytest
 import torch
 
-from taxonomy import Attribute, Category, Taxonomy
+from taxonomy import Attribute, Category, Taxonomy, file_sha256
 from trainer import (
     CheckpointError,
     Predictor,
     TaxonomyMismatchError,
-    file_sha256,
     load_checkpoint,
     save_checkpoint,
 )

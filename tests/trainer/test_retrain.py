@@ -81,15 +81,16 @@ def test_real_torchvision_download_path_fails_fast_offline(monkeypatch, tmp_path
     """The default fetch, pointed at an empty cache with the download refused, falls back."""
     import torch.hub
 
-    from trainer import weights
-
+    monkeypatch.undo()  # gives back the real torchvision_fetch that the autouse _no_network replaced
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
     def refuse(*args, **kwargs):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr("trainer.weights.torchvision_fetch", weights.__dict__["_real_fetch"])
+    from trainer import weights
+
+    assert weights.torchvision_fetch.__module__ == "trainer.weights"  # the real one runs, not the stand-in
     with pytest.warns(PretrainedWeightsUnavailable):
         state, source = load_trunk_weights("resnet18", "imagenet")
     assert state is None and source == "random"

@@ -4,10 +4,12 @@ Revision ID: 0001
 Revises:
 Create Date: 2024-11-27
 
-Written by hand to match db/models.py; tests/db/test_migrations.py checks that it does.
+Written by hand to match db/tables.py; tests/db/test_migrations.py checks that it does.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,7 +19,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Frozen copies of the value lists as they were at this revision (models.py may grow later).
+# Frozen copies of the value lists as they were at this revision (tables.py may grow later).
 ROLES = "role IN ('seller', 'admin')"
 PRODUCT_SOURCES = "source IN ('upload', 'import')"
 LABEL_SOURCES = "source IN ('import', 'seller', 'model_accepted', 'model_edited')"
@@ -26,7 +28,7 @@ VERSION_KINDS = "kind IN ('heads', 'full')"
 RUN_STATUSES = "status IN ('queued', 'running', 'succeeded', 'failed', 'interrupted', 'rejected')"
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from taxonomy import file_sha256
 
-from .models import (
+from .products import user_id
+from .tables import (
     RUN_ACTIVE_STATUSES,
     RUN_STATUSES,
     VERSION_KINDS,
@@ -19,7 +21,6 @@ from .models import (
     User,
     utcnow,
 )
-from .products import user_id
 
 FINAL_RUN_STATUSES = tuple(s for s in RUN_STATUSES if s not in RUN_ACTIVE_STATUSES)
 
@@ -39,10 +40,10 @@ def register_version(
     session: Session,
     *,
     version_id: str,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     taxonomy_fingerprint: str,
     kind: str,
-    metrics: dict | None = None,
+    metrics: dict[str, Any] | None = None,
     checksum: str | None = None,
     parent_id: str | None = None,
     notes: str = "",
@@ -110,31 +111,11 @@ def activate_version(session: Session, version_id: str) -> ModelVersion:
     return version
 
 
-def rollback_version(session: Session) -> ModelVersion:
-    """Re-activate the version that was active before the current one."""
-    current = active_version(session)
-    query = select(ModelVersion).where(ModelVersion.status == "retired", ModelVersion.activated_at.is_not(None))
-    previous = session.scalar(query.order_by(ModelVersion.activated_at.desc()).limit(1))
-    if previous is None:
-        raise RegistryError(
-            "no earlier active version to roll back to"
-            + (f"; {current.id!r} stays active" if current is not None else "")
-        )
-    return activate_version(session, previous.id)
-
-
-def retire_version(session: Session, version_id: str) -> ModelVersion:
-    version = get_version(session, version_id)
-    version.status = "retired"
-    session.flush()
-    return version
-
-
 # -- training runs -------------------------------------------------------------------------------
 
 
 def create_run(
-    session: Session, *, kind: str, params: dict | None = None, created_by: User | None = None
+    session: Session, *, kind: str, params: dict[str, Any] | None = None, created_by: User | None = None
 ) -> TrainingRun:
     """Queue a training run. Raises RunInProgressError while another one is queued or running."""
     if kind not in VERSION_KINDS:

@@ -56,7 +56,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on every backend (SQLite stores no zone and gives naive times)."""
 
     impl = DateTime(timezone=True)
@@ -169,7 +169,7 @@ class Prediction(Base):
     attribute: Mapped[str] = mapped_column(String(100))
     value: Mapped[str] = mapped_column(String(200))
     confidence: Mapped[float] = mapped_column(Float)
-    top_k: Mapped[list] = mapped_column(JSON, default=list)  # [[value, probability], ...]
+    top_k: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[value, probability], ...]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -195,7 +195,7 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     taxonomy_fingerprint: Mapped[str] = mapped_column(String(64))
-    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="candidate")
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
     kind: Mapped[str] = mapped_column(String(16))
@@ -218,7 +218,7 @@ class TrainingRun(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
-    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     trigger: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
