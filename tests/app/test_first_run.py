@@ -169,9 +169,11 @@ def test_the_running_app_adopts_a_taxonomy_and_keeps_it_across_a_restart(tmp_pat
         with pytest.raises(AppError) as refused:
             admin.predict(str(dataset), False, api_name="/import_data")
         assert "disagrees with the taxonomy" in str(refused.value)
-        assert "adopt_taxonomy" in str(refused.value) and "taxonomy from-data" in str(refused.value)
-        report = admin.predict(str(dataset), False, True, api_name="/import_data")
-        assert report["adopted_taxonomy"] and report["imported"] == 24, report
+        assert "/adopt_taxonomy" in str(refused.value) and "taxonomy from-data" in str(refused.value)
+        adopted = admin.predict(str(dataset), api_name="/adopt_taxonomy")
+        assert adopted["adopted"] and adopted["categories"] == ["Mugs", "Caps"], adopted
+        report = admin.predict(str(dataset), False, api_name="/import_data")
+        assert report["imported"] == 24, report
         # No restart: a seller uploads into a category of the adopted taxonomy at once.
         path = tmp_path / "cap.jpg"
         path.write_bytes(jpeg(photo("Kurtis", "red", True, 9001)))
