@@ -22,6 +22,7 @@ from taxonomy import default_taxonomy, load_taxonomy, taxonomy_from_folder
 from tests.app._data import OWN_LAYOUT, jpeg, make_learnable_dataset, make_own_taxonomy_dataset, photo
 from tests.app.conftest import ROOT, start_app, stop_app
 from webapp.cli import main
+from webapp.form import model_line
 
 SHARED = ROOT.parent / "shared" / "data"
 README = ROOT / "README.md"
@@ -194,3 +195,11 @@ def test_the_running_app_adopts_a_taxonomy_and_keeps_it_across_a_restart(tmp_pat
     adopted = stored(data)
     assert adopted is not None and adopted.fingerprint != default_taxonomy().fingerprint
     assert json.loads(json.dumps(adopted.to_dict())) == taxonomy_from_folder(dataset).to_dict()
+
+
+def test_the_model_line_says_when_the_trunk_started_from_random_weights():
+    assert model_line({"active": None}) == "no trained model yet"
+    pretrained = model_line({"active": "v1", "backbone_source": "imagenet", "random_init": False})
+    assert pretrained == "model `v1`"
+    random_init = model_line({"active": "v1", "backbone_source": "random", "random_init": True})
+    assert "random weights" in random_init and "weaker until it is trained on more labels" in random_init
