@@ -56,7 +56,7 @@ def mismatch_advice(ctx: AppContext, data_dir: str | os.PathLike, *, in_ui: bool
             f"or build its taxonomy file with: python app.py taxonomy from-data {data_dir} --out taxonomy.json"
         )
     how = (
-        f"tick '{ADOPT_CHECKBOX}' (API: adopt_taxonomy true) and import again"
+        f"tick '{ADOPT_CHECKBOX}' (API: /adopt_taxonomy) and import again"
         if in_ui
         else f"run the import again with {ADOPT_FLAG}"
     )

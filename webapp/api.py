@@ -66,10 +66,13 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         """Labelled products per category and attribute (yours; an admin's: all)."""
         return services.label_counts(ctx, request)
 
-    def import_data(data_dir: str, labels_only: bool, request: gr.Request, adopt_taxonomy: bool = False) -> dict:
-        """Admin: import a competition-layout dataset from a folder on the server; ``adopt_taxonomy``
-        (while the database holds no products) makes the dataset's taxonomy the app's."""
-        return services.import_data(ctx, request, data_dir, labels_only, adopt_taxonomy)
+    def import_data(data_dir: str, labels_only: bool, request: gr.Request) -> dict:
+        """Admin: import a competition-layout dataset from a folder on the server."""
+        return services.import_data(ctx, request, data_dir, labels_only)
+
+    def adopt_taxonomy(data_dir: str, request: gr.Request) -> dict:
+        """Admin: while the database holds no products, make a dataset folder's taxonomy the app's."""
+        return services.adopt_taxonomy(ctx, request, data_dir)
 
     def retrain(kind: str, request: gr.Request) -> dict:
         """Admin: start a training run in the background: kind "heads" (fast) or "full"."""
@@ -103,6 +106,7 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         export_predictions,
         counts,
         import_data,
+        adopt_taxonomy,
         retrain,
         runs,
         versions,

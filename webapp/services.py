@@ -340,6 +340,27 @@ def _admin(session: Session, who: object) -> db.User:
     return user
 
 
+def _dataset_folder(data_dir: str) -> Path:
+    folder = Path(str(data_dir).strip()).expanduser()
+    if not folder.is_dir():
+        raise ServiceError(f"no directory {folder} on the server; give the folder that holds train.csv")
+    return folder
+
+
+def adopt_taxonomy(ctx: AppContext, who: object, data_dir: str) -> dict:
+    """Make the taxonomy of a dataset folder on the server the app's; refused once products exist."""
+    with ctx.transaction() as session:
+        _admin(session, who)
+    folder = _dataset_folder(data_dir)
+    adopted = adoption.adopt_dataset_taxonomy(ctx, folder)
+    summary = "The app uses this taxonomy already." if adopted is None else adoption.adopted_summary(adopted, folder)
+    return {
+        "adopted": adopted is not None,
+        "summary": summary,
+        "categories": list(ctx.taxonomy.category_names),
+    }
+
+
 def import_data(
     ctx: AppContext, who: object, data_dir: str, labels_only: bool = False, adopt_taxonomy: bool = False
 ) -> dict:
@@ -349,9 +370,7 @@ def import_data(
     """
     with ctx.transaction() as session:
         admin = _admin(session, who)
-    folder = Path(str(data_dir).strip()).expanduser()
-    if not folder.is_dir():
-        raise ServiceError(f"no directory {folder} on the server; give the folder that holds train.csv")
+    folder = _dataset_folder(data_dir)
     adopted = adoption.adopt_dataset_taxonomy(ctx, folder) if adopt_taxonomy else None
     try:
         report = db.import_dataset(ctx.sessions, ctx.taxonomy, ctx.media, folder, owner=admin, labels_only=labels_only)

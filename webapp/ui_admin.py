@@ -136,7 +136,10 @@ def build_admin(ctx: AppContext) -> None:
             gr.Warning(str(exc))
             offer = isinstance(exc, db.LayoutMismatchError) and not services.has_products(ctx)
             return {import_report: f"Import refused: {exc}", adopt: gr.update(visible=offer or adopt_taxonomy)}
-        return {import_report: result["summary"], adopt: gr.update(value=False, visible=False)}
+        summary = result["summary"]
+        if result["adopted_taxonomy"]:
+            summary += "\nReload the page to see the new categories in the Label tab's lists."
+        return {import_report: summary, adopt: gr.update(value=False, visible=False)}
 
     @friendly
     def on_export_labels(request: gr.Request) -> str:

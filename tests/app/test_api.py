@@ -197,6 +197,9 @@ def test_import_retrain_suggest_save_and_rollback(own_app, tmp_path):
     assert first["status"] == "succeeded", first
     (v1,) = [v for v in admin.predict(api_name="/versions") if v["status"] == "active"]
     assert v1["version"] == first["version"] and v1["score"] > 0.6
+    status = alice.predict(api_name="/model_status")
+    # Offline (no ImageNet weights in the cache), the trunk starts from random weights, and says so.
+    assert status["active"] == v1["version"] and status["random_init"] == (status["backbone_source"] == "random")
 
     upload = alice.predict(
         handle_file(save_photo(tmp_path, "d.jpg", photo("Men Tshirts", "black", True, 2001))), "", api_name="/upload"

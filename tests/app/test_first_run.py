@@ -22,6 +22,7 @@ from taxonomy import default_taxonomy, load_taxonomy, taxonomy_from_folder
 from tests.app._data import OWN_LAYOUT, jpeg, make_learnable_dataset, make_own_taxonomy_dataset, photo
 from tests.app.conftest import ROOT, start_app, stop_app
 from webapp.cli import main
+from webapp.form import model_line
 
 SHARED = ROOT.parent / "shared" / "data"
 README = ROOT / "README.md"
@@ -169,9 +170,11 @@ def test_the_running_app_adopts_a_taxonomy_and_keeps_it_across_a_restart(tmp_pat
         with pytest.raises(AppError) as refused:
             admin.predict(str(dataset), False, api_name="/import_data")
         assert "disagrees with the taxonomy" in str(refused.value)
-        assert "adopt_taxonomy" in str(refused.value) and "taxonomy from-data" in str(refused.value)
-        report = admin.predict(str(dataset), False, True, api_name="/import_data")
-        assert report["adopted_taxonomy"] and report["imported"] == 24, report
+        assert "/adopt_taxonomy" in str(refused.value) and "taxonomy from-data" in str(refused.value)
+        adopted = admin.predict(str(dataset), api_name="/adopt_taxonomy")
+        assert adopted["adopted"] and adopted["categories"] == ["Mugs", "Caps"], adopted
+        report = admin.predict(str(dataset), False, api_name="/import_data")
+        assert report["imported"] == 24, report
         # No restart: a seller uploads into a category of the adopted taxonomy at once.
         path = tmp_path / "cap.jpg"
         path.write_bytes(jpeg(photo("Kurtis", "red", True, 9001)))
@@ -192,3 +195,11 @@ def test_the_running_app_adopts_a_taxonomy_and_keeps_it_across_a_restart(tmp_pat
     adopted = stored(data)
     assert adopted is not None and adopted.fingerprint != default_taxonomy().fingerprint
     assert json.loads(json.dumps(adopted.to_dict())) == taxonomy_from_folder(dataset).to_dict()
+
+
+def test_the_model_line_says_when_the_trunk_started_from_random_weights():
+    assert model_line({"active": None}) == "no trained model yet"
+    pretrained = model_line({"active": "v1", "backbone_source": "imagenet", "random_init": False})
+    assert pretrained == "model `v1`"
+    random_init = model_line({"active": "v1", "backbone_source": "random", "random_init": True})
+    assert "random weights" in random_init and "weaker until it is trained on more labels" in random_init

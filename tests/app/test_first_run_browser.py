@@ -11,7 +11,7 @@ import pytest
 
 from tests.app._data import make_own_taxonomy_dataset
 from tests.app.conftest import RunningApp, start_app, stop_app
-from tests.app.test_browser import browser, sign_in  # noqa: F401 (the browser fixture)
+from tests.app.test_browser import browser, choose, sign_in  # noqa: F401 (the browser fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -47,4 +47,8 @@ def test_import_report_shows_the_refusal_and_offers_adopting(fresh_app, browser,
     adopt.check()
     import_button.click()
     expect(report).to_have_value(re.compile(r"^Adopted the taxonomy .*24 imported", re.S), timeout=60_000)
+    # The same server, no restart: after a reload the Label tab offers the adopted categories.
+    page.reload()
+    page.get_by_text("Signed in as admin").wait_for(timeout=30_000)
+    choose(page, "Category of these photos", "Caps")
     page.close()

@@ -30,6 +30,7 @@ NAMED = {
     "/export_predictions": "list",
     "/counts": "list",
     "/import_data": "admin",
+    "/adopt_taxonomy": "admin",
     "/retrain": "admin",
     "/runs": "admin",
     "/versions": "admin",
@@ -45,6 +46,7 @@ UI_EVENTS = {
     "on_import",
     "on_counts_1",
     "refresh",
+    "on_model_line",  # the active model's line: what /model_status tells every signed-in user
     "on_retrain",
     "on_full",
     "on_activate",
@@ -162,7 +164,13 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
         assert outcome == "complete" and item["created"] and item["product_id"] != pid
         assert all(v is None for v in item["labels"].values())  # alice's labels stay hers
     elif kind == "admin":
-        args = {"/import_data": ("/", True), "/retrain": ("heads",), "/runs": (5,), "/activate": ("planted",)}
+        args = {
+            "/import_data": ("/", True),
+            "/adopt_taxonomy": ("/",),
+            "/retrain": ("heads",),
+            "/runs": (5,),
+            "/activate": ("planted",),
+        }
         outcome, message = call_as(app, "bob", endpoint, *args.get(endpoint, ()))
         assert outcome == "error" and "only an admin may do this" in message, message
     else:
