@@ -248,8 +248,9 @@ def evaluate_checkpoint(
     device: str | torch.device | None = None,
     expected_sha256: str | None = None,
 ) -> MetricReport:
-    """The competition metric of a checkpoint on ``examples`` (categories known, no mirroring);
-    a photo that cannot be read counts as wrong, so two checkpoints compare on the same rows."""
+    """The competition metric of a checkpoint on ``examples`` (categories known, no mirroring, as
+    the app serves); a photo that cannot be read counts as wrong, so two checkpoints compare on the
+    same rows. The one scoring function of the gate, for the candidate and the active version."""
     ckpt = load_checkpoint(checkpoint_path, expected_sha256=expected_sha256)
     dev = resolve_device(device)
     model = ckpt.build_model(dev)

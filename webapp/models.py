@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import db
 import trainer
-from taxonomy import LabeledExample, ProductPrediction, Taxonomy, load_rgb
+from taxonomy import ImageError, LabeledExample, ProductPrediction, Taxonomy, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +330,16 @@ class ModelManager:
                 loaded = self._loaded  # an activation in between: the rest is scored by the new model
                 if loaded is None:
                     return done
-                batch = queued[start : start + RESCORE_BATCH]
-                images = [load_rgb(path) for _, _, path, _ in batch]
+                batch, images = [], []
+                for item in queued[start : start + RESCORE_BATCH]:
+                    try:
+                        images.append(load_rgb(item[2]))
+                    except (ImageError, OSError) as exc:  # keeps its older suggestion
+                        log.warning("product %s not re-scored: its photo cannot be read (%s)", item[1], exc)
+                        continue
+                    batch.append(item)
+                if not batch:
+                    continue
                 predictions = loaded.predictor.predict(images, categories=[c for *_, c in batch], top_k=3)
                 with self.sessions.begin() as session:
                     for (owner_id, product_id, _, _), prediction in zip(batch, predictions):

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from trainer import Predictor, default_train_config, load_checkpoint, save_checkpoint, train_full
+from trainer import Predictor, default_train_config, load_checkpoint, save_checkpoint, split_held_out, train_full
+from trainer.data import EARLY_STOP_SALT
 from trainer.labels import encode_labels, head_counts
 
 
@@ -16,7 +17,10 @@ def test_training_records_value_counts(trained, gen_data, gen_taxonomy) -> None:
     ckpt = load_checkpoint(trained.checkpoint_path)
     heads = ckpt.build_model().heads
     held = set(trained.held_out_ids)
-    fit_part = [e for e in gen_data["train"] if e.id not in held]
+    # Counted on what the weights were fitted on: neither the held-out products nor the
+    # early-stopping slice of the training part.
+    train = [e for e in gen_data["train"] if e.id not in held]
+    fit_part, _ = split_held_out(train, ckpt.train_config["val_fraction"], salt=EARLY_STOP_SALT)
     expected = torch.cat(head_counts(encode_labels(fit_part, gen_taxonomy), gen_taxonomy))
     assert torch.equal(heads.value_counts, expected)
     assert float(heads.logit_adjustment) == ckpt.train_config["logit_adjustment"] == 0.0

@@ -1,5 +1,6 @@
-"""Re-scoring the review queues after an activation runs in the background, in short batches: a
-seller's save goes through while it runs (issue 11). In process, on a real SQLite file, with a
+"""The loop after a training run (issue 11): the gate scores candidate and active version alike on
+the same held-out products, and re-scoring the review queues runs in the background, in short
+batches, so a seller's save goes through while it runs. In process, on a real SQLite file, with a
 tiny real model trained on generated photos."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 import db
 from tests.trainer.conftest import TINY_MODEL, TINY_TRAIN, draw, make_examples, make_taxonomy
-from trainer import train_full
+from trainer import default_train_config, evaluate_checkpoint, split_held_out, train_full
 from webapp.models import RESCORE_BATCH, ModelManager
 
 QUEUED = 8 * RESCORE_BATCH
@@ -34,7 +35,7 @@ def manager(tmp_path: Path) -> ModelManager:
     trained = train_full(
         make_examples(tmp_path / "train", 60, seed=1),
         taxonomy=taxonomy,
-        out_dir=tmp_path / "models" / "run-00001",
+        out_dir=tmp_path / "models" / "base",
         config=TINY_TRAIN,
         model_config=TINY_MODEL,
         device="cpu",
@@ -53,7 +54,7 @@ def manager(tmp_path: Path) -> ModelManager:
         db.register_version(
             session,
             version_id=trained.version_id,
-            path="run-00001/model.pt",
+            path="base/model.pt",
             checksum=trained.sha256,
             taxonomy_fingerprint=taxonomy.fingerprint,
             kind="full",
@@ -95,3 +96,39 @@ def test_a_sellers_save_completes_while_the_queue_is_re_scored(manager: ModelMan
     with manager.sessions.begin() as session:
         assert suggestions(session) == 2 * QUEUED  # every queued product re-scored in the end
         assert db.current_labels(session, seller, manager.taxonomy, first.id)["color"] == "blue"
+
+
+def test_the_gate_scores_candidate_and_active_alike_on_the_same_held_out_products(manager: ModelManager) -> None:
+    taxonomy, media = manager.taxonomy, manager.media
+    rng = random.Random(5)
+    with manager.sessions.begin() as session:
+        admin = db.create_user(session, "admin", "admin-pass-1", role="admin")
+        for i in range(60):
+            category, color = ("tee", "solid") if i % 2 == 0 else ("mug", "small")
+            color = rng.choice(["red", "green", "blue"])
+            second = rng.choice(["solid", "striped"] if category == "tee" else ["small", "large"])
+            buffer = io.BytesIO()
+            draw(category, color, second, rng).save(buffer, format="PNG")
+            product, _ = db.add_uploaded_product(session, taxonomy, media, admin, buffer.getvalue(), category)
+            labels = {"color": color, ("pattern" if category == "tee" else "size"): second}
+            db.record_labels(session, taxonomy, admin, product, labels)
+        every = db.labeled_examples(session, admin, taxonomy, media, require_image=True)
+        examples = [e for e in every if any(v is not None for v in e.labels.values())]  # what trains
+        active_row = db.get_version(session, manager.active.version_id)
+        active_path = manager.models_dir / active_row.path
+    _, held = split_held_out(examples, default_train_config("cpu").val_fraction)
+    assert held
+    Path(held[0].image_path).write_bytes(b"not a photo any more")  # unreadable: wrong for both sides
+    with manager.sessions.begin() as session:
+        run_id = manager.start_training("heads", db.get_user(session, admin.id))
+    manager.wait()
+    manager.wait_rescore()
+    with manager.sessions.begin() as session:
+        run = db.list_runs(session, limit=1)[0]
+        assert run.id == run_id and run.status in ("succeeded", "rejected"), (run.status, run.error)
+        version = db.get_version(session, run.result_version_id)
+        candidate_path, metrics, message = manager.models_dir / version.path, dict(version.metrics), run.message
+    assert metrics["held_out"] == len(held)
+    assert metrics["score"] == pytest.approx(evaluate_checkpoint(candidate_path, held).score)
+    assert metrics["reference"] == pytest.approx(evaluate_checkpoint(active_path, held).score)
+    assert f"on the same {len(held)} held-out products (" in message and held[0].id in message, message
