@@ -1,8 +1,9 @@
 """The active model of the running app, and the one training run that may go on beside it.
 
-Suggestions read the active predictor under a lock that is held only to swap it, so a
-training run (in its own thread) never blocks them, and an activation takes effect for the
-next suggestion without a restart.
+Suggestions take no lock: each reads the reference to the active predictor once and uses that
+one to the end (only the swap of the reference holds a lock, ``_swap``), so a training run in
+its own thread never blocks them, and an activation takes effect for the next suggestion
+without a restart.
 """
 
 from __future__ import annotations
