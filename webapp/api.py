@@ -58,7 +58,7 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         """Your products (an admin's: everyone's), newest first."""
         return services.my_products(
             ctx,
-            request,
+            Viewer.of(request),
             limit=services.count_of(limit, name="limit", low=1, high=500),
             offset=services.count_of(offset, name="offset", low=0, high=2**31),
         )
