@@ -414,8 +414,9 @@ def _export_path(kind: str) -> Path:
 
 def discard_export(path: str | os.PathLike) -> None:
     """Remove an export's folder once the file has been handed over (read, or copied by Gradio)."""
-    folder = Path(path).parent
-    if folder.name.startswith("vt-export-"):
+    folder = Path(path).resolve().parent
+    # Only a folder that ``_export_path`` made: nothing else is ever removed from here.
+    if folder.name.startswith("vt-export-") and folder.parent == Path(tempfile.gettempdir()).resolve():
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -176,3 +176,11 @@ def test_an_export_folder_is_removed_once_sent(app: App) -> None:
     assert path.is_file() and path.read_text().startswith("id")
     services.discard_export(path)
     assert not path.parent.exists()
+
+
+def test_discarding_touches_only_an_export_folder(tmp_path: Path) -> None:
+    other = tmp_path / "vt-export-lookalike"
+    other.mkdir()
+    (other / "labels.csv").write_text("id\n")
+    services.discard_export(other / "labels.csv")
+    assert other.is_dir()  # not under the temporary folder: not one of ours
