@@ -5,10 +5,6 @@ Every function that reads products, labels or predictions takes the viewer and s
 only their own products (an admin sees all). This package imports ``taxonomy`` only.
 """
 
-# taxonomy.file_sha256 is the one digest; db re-exports it only because webapp/models.py reads it
-# as db.file_sha256. Remove this line once that module (becoming webapp/serving.py) imports taxonomy's.
-from taxonomy import file_sha256
-
 from .app_settings import (
     TaxonomyChangeRefused,
     change_taxonomy,
@@ -117,7 +113,6 @@ __all__ = [
     "describe_change",
     "export_labels",
     "export_predictions",
-    "file_sha256",
     "finish_run",
     "get_product",
     "get_run",

@@ -123,17 +123,6 @@ def make_authenticator(ctx: AppContext, throttle: LoginThrottle | None = None):
     return authenticate
 
 
-def user_from_request(session, request) -> db.User:
-    """The signed-in user of a Gradio request, looked up fresh in this transaction."""
-    name = getattr(request, "username", None) if request is not None else None
-    if not name:
-        raise AccessDenied("sign in first")
-    user = db.get_user_by_name(session, name)
-    if user is None:
-        raise AccessDenied(f"unknown user {name!r}; sign in again")
-    return user
-
-
 def require_admin(user: db.User) -> None:
     if not user.is_admin:
         raise AccessDenied(f"{user.name} is a seller; only an admin may do this")

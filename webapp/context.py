@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import db
 from taxonomy import Taxonomy, TaxonomyError, default_taxonomy, load_taxonomy
 
-from .models import ModelManager
+from .serving import ModelManager
 from .settings import Settings
 
 log = logging.getLogger(__name__)

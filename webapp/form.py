@@ -1,6 +1,6 @@
-"""The attribute form: how a product payload becomes field updates, and fields become labels.
+"""The attribute form: how a product view becomes field updates, and fields become labels.
 
-Pure functions of plain values (no Gradio events here), so they are tested without a server.
+Pure functions of plain values (no Gradio here), tested in process in tests/webapp/test_form.py.
 The form has a fixed number of slots (the largest category's attribute count); a category
 shows its attributes in the first slots, in taxonomy order, and hides the rest.
 """
@@ -8,59 +8,80 @@ shows its attributes in the first slots, in taxonomy order, and hides the rest.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 from taxonomy import NOT_APPLICABLE, Taxonomy
 
-from .services import LOW_CONFIDENCE
+from .services import LOW_CONFIDENCE, AttributeSuggestion, ProductView, Suggestion
 
 NA_LABEL = "not applicable / can't tell"
 
 
-def slot_choices(values: tuple[str, ...], suggestion: dict | None) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Slot:
+    """What one visible slot shows: label, choices, value, hint, and whether it is unsure."""
+
+    label: str
+    choices: list[tuple[str, str]]
+    value: str | None
+    info: str
+    low: bool
+
+
+@dataclass(frozen=True)
+class FormState:
+    category: str
+    attributes: list[str]
+    slots: list[Slot]
+    suggestion: Suggestion | None
+
+
+def slot_choices(values: tuple[str, ...], suggestion: AttributeSuggestion | None) -> list[tuple[str, str]]:
     """Dropdown choices (shown text, value): suggested alternatives first with their odds."""
-    odds = {}
+    odds: dict[str, float] = {}
     if suggestion is not None:
-        odds = {v: p for v, p in suggestion.get("alternatives", [])}
-        odds.setdefault(suggestion["value"], suggestion["confidence"])
+        odds = dict(suggestion.alternatives)
+        odds.setdefault(suggestion.value, suggestion.confidence)
     ranked = sorted(values, key=lambda v: (-odds.get(v, -1.0), values.index(v)))
     choices = [(f"{v}  ({odds[v]:.0%})" if v in odds else v, v) for v in ranked]
     return [*choices, (NA_LABEL, NOT_APPLICABLE)]
 
 
-def slot_state(taxonomy: Taxonomy, category: str, attribute: str, labels: dict, suggestion: dict | None) -> dict:
+def slot_state(
+    taxonomy: Taxonomy,
+    category: str,
+    attribute: str,
+    labels: dict[str, str | None],
+    suggestion: AttributeSuggestion | None,
+) -> Slot:
     """Everything one visible slot shows: label, choices, value, hint, and whether it is unsure."""
     attr = taxonomy.category(category).attribute(attribute)
     current = labels.get(attribute)
-    value = current if current is not None else (suggestion["value"] if suggestion else None)
+    value = current if current is not None else (suggestion.value if suggestion else None)
     label = attribute.replace("_", " ")
     info = "no suggestion: choose a value"
     low = False
     if suggestion is not None:
-        low = suggestion["confidence"] < LOW_CONFIDENCE
-        label += f" · {suggestion['confidence']:.0%}" + ("  ⚠ low confidence: please check" if low else "")
-        others = [f"{v} {p:.0%}" for v, p in suggestion.get("alternatives", []) if v != suggestion["value"]]
-        info = "suggested " + suggestion["value"] + (f"; alternatives: {', '.join(others)}" if others else "")
+        low = suggestion.confidence < LOW_CONFIDENCE
+        label += f" · {suggestion.confidence:.0%}" + ("  ⚠ low confidence: please check" if low else "")
+        others = [f"{v} {p:.0%}" for v, p in suggestion.alternatives if v != suggestion.value]
+        info = "suggested " + suggestion.value + (f"; alternatives: {', '.join(others)}" if others else "")
     if current is not None:
-        info = "saved: " + current + ("" if suggestion is None else f" (model: {suggestion['value']})")
-    return {
-        "label": label,
-        "choices": slot_choices(attr.values, suggestion),
-        "value": value,
-        "info": info,
-        "low": low and current is None,
-    }
+        info = "saved: " + current + ("" if suggestion is None else f" (model: {suggestion.value})")
+    return Slot(label, slot_choices(attr.values, suggestion), value, info, low and current is None)
 
 
-def form_state(taxonomy: Taxonomy, payload: dict, category: str | None = None) -> dict:
-    """The whole form for a product payload, optionally re-laid for another category."""
-    category = taxonomy.category(category or payload["category"]).name
-    suggestion = payload.get("suggestion")
-    if suggestion is not None and suggestion["category"] != category:
+def form_state(taxonomy: Taxonomy, view: ProductView, category: str | None = None) -> FormState:
+    """The whole form for a product view, optionally re-laid for another category."""
+    category = taxonomy.category(category or view.category).name
+    suggestion = view.suggestion
+    if suggestion is not None and suggestion.category != category:
         suggestion = None  # suggestions were made for another category
-    labels = payload["labels"] if category == payload["category"] else {}
+    labels = view.labels if category == view.category else {}
     attrs = taxonomy.category(category).attribute_names
-    slots = [slot_state(taxonomy, category, a, labels, (suggestion or {}).get("attributes", {}).get(a)) for a in attrs]
-    return {"category": category, "attributes": list(attrs), "slots": slots, "suggestion": suggestion}
+    per_attribute = suggestion.attributes if suggestion is not None else {}
+    slots = [slot_state(taxonomy, category, a, labels, per_attribute.get(a)) for a in attrs]
+    return FormState(category, list(attrs), slots, suggestion)
 
 
 RANDOM_INIT_NOTE = (
@@ -79,22 +100,22 @@ def model_line(status: dict) -> str:
     return line
 
 
-def summary_markdown(payload: dict, form: dict, model_version: str | None) -> str:
-    lines = [f"**Product {payload['product_id']}**"]
-    suggestion = form["suggestion"]
+def summary_markdown(view: ProductView, form: FormState, model_version: str | None) -> str:
+    lines = [f"**Product {view.product_id}**"]
+    suggestion = form.suggestion
     if suggestion is not None:
         lines.append(
-            f"Category suggested: {html.escape(suggestion['category'])} ({suggestion['category_confidence']:.0%}). "
-            f"Fields are prefilled by model `{html.escape(suggestion['model_version'])}`; "
+            f"Category suggested: {html.escape(suggestion.category)} ({suggestion.category_confidence:.0%}). "
+            f"Fields are prefilled by model `{html.escape(suggestion.model_version)}`; "
             f"fields marked ⚠ are unsure."
         )
     elif model_version is None:
         lines.append("No trained model yet: fill in the form by hand. Suggestions appear once an admin trains one.")
     else:
         lines.append("No suggestion for this category: fill in the form by hand.")
-    saved = sum(v is not None for v in payload["labels"].values())
+    saved = sum(v is not None for v in view.labels.values())
     if saved:
-        lines.append(f"{saved} of {len(payload['attributes'])} attributes saved before.")
+        lines.append(f"{saved} of {len(view.attributes)} attributes saved before.")
     return "\n\n".join(lines)
 
 

@@ -1,27 +1,32 @@
-"""What sellers and admins can do, as plain functions of (context, user name, inputs).
+"""What sellers and admins can do, as plain functions of (context, viewer, inputs).
 
 The Gradio layout and the API endpoints only wire these; they can be tested without a browser.
 Every function opens one transaction, looks the user up in it, and goes through the ``db``
-functions that filter by owner, so a seller reaches only their own products.
+functions that filter by owner, so a seller reaches only their own products. Results are
+frozen dataclasses; the API turns them into JSON with ``as_json`` at its edge.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import db
-from taxonomy import ImageError, ProductPrediction, decode_image, read_image_bytes
+from taxonomy import ImageError, ProductPrediction, TaxonomyError, decode_image, read_image_bytes
 
 from . import adoption
-from .auth import require_admin, user_from_request
+from .auth import AccessDenied, require_admin
 from .context import AppContext
 
 log = logging.getLogger(__name__)
@@ -34,15 +39,108 @@ class ServiceError(ValueError):
     """A request that cannot be done as asked; the text tells the user what to do."""
 
 
-class _Who:
-    """A stand-in for gr.Request where only the user name is known (the command line, tests)."""
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: the signed-in user's name, looked up afresh in each transaction."""
 
-    def __init__(self, username: str) -> None:
-        self.username = username
+    name: str
+
+    @classmethod
+    def of(cls, request: object) -> Viewer:
+        """The viewer of a Gradio request (its ``username``); AccessDenied when nobody is signed in."""
+        name = getattr(request, "username", None) if request is not None else None
+        if not isinstance(name, str) or not name:
+            raise AccessDenied("sign in first")
+        return cls(name)
 
 
-def _user(session: Session, who: object) -> db.User:
-    return user_from_request(session, _Who(who) if isinstance(who, str) else who)
+def _user(session: Session, viewer: Viewer) -> db.User:
+    user = db.get_user_by_name(session, viewer.name)
+    if user is None:
+        raise AccessDenied(f"unknown user {viewer.name!r}; sign in again")
+    return user
+
+
+@dataclass(frozen=True)
+class AttributeSuggestion:
+    value: str
+    confidence: float
+    alternatives: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What one model version suggested for one product."""
+
+    model_version: str
+    category: str
+    category_confidence: float
+    attributes: dict[str, AttributeSuggestion]
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """What the form shows of one product."""
+
+    product_id: int
+    category: str
+    attributes: list[str]
+    labels: dict[str, str | None]
+    suggestion: Suggestion | None
+    has_image: bool
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """A stored upload; ``photo`` is the decoded upright photo, kept so the form need not read it again."""
+
+    view: ProductView
+    created: bool
+    photo: Image.Image | None = dataclasses.field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """One file of a batch upload: its result, or why it was refused."""
+
+    file: str
+    result: UploadResult | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    product_id: int
+    category: str
+    events: int
+    sources: dict[str, str]
+    labels: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    product_id: int
+    category: str
+    mean_confidence: float
+    min_confidence: float
+
+
+@dataclass(frozen=True)
+class Activation:
+    active: str
+    rescored: int
+
+
+def as_json(value: Any) -> Any:
+    """A service result as the API's JSON: dataclasses become objects (an upload: the view plus
+    ``created``), lists stay lists."""
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    if isinstance(value, UploadResult):
+        return {**dataclasses.asdict(value.view), "created": value.created}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
 
 
 # Counts arrive as whatever JSON a client sent; product ids are checked by ``db.get_product``.
@@ -58,28 +156,28 @@ def count_of(raw: object, *, name: str, low: int, high: int) -> int:
 # -- what a product looks like to the form -----------------------------------------------------
 
 
-def _suggestion(stored: db.StoredPrediction | None) -> dict | None:
+def _suggestion(stored: db.StoredPrediction | None) -> Suggestion | None:
     if stored is None:
         return None
     p = stored.prediction
-    return {
-        "model_version": stored.model_version_id,
-        "category": p.category,
-        "category_confidence": round(p.category_probability, 4),
-        "attributes": {
-            name: {
-                "value": a.value,
-                "confidence": round(a.probability, 4),
-                "alternatives": [[v, round(q, 4)] for v, q in a.top_k],
-            }
+    return Suggestion(
+        model_version=stored.model_version_id,
+        category=p.category,
+        category_confidence=round(p.category_probability, 4),
+        attributes={
+            name: AttributeSuggestion(
+                value=a.value,
+                confidence=round(a.probability, 4),
+                alternatives=tuple((v, round(q, 4)) for v, q in a.top_k),
+            )
             for name, a in p.attributes.items()
         },
-    }
+    )
 
 
-def product_payload(
+def product_view(
     ctx: AppContext, session: Session, user: db.User, product: db.Product, *, made_by: str | None = None
-) -> dict:
+) -> ProductView:
     """What the form shows; ``made_by`` is the version that has just made a suggestion for this
     request, shown even if a retrain activated another version in the meantime."""
     active = ctx.models.active
@@ -96,14 +194,14 @@ def product_payload(
             if suggested is not None:
                 db.save_prediction(session, product, *suggested)
                 stored = db.latest_prediction(session, user, product.id, model_version_id=suggested[0])
-    return {
-        "product_id": product.id,
-        "category": product.category,
-        "attributes": list(ctx.taxonomy.category(product.category).attribute_names),
-        "labels": db.current_labels(session, user, ctx.taxonomy, product),
-        "suggestion": _suggestion(stored),
-        "has_image": product.image_sha256 is not None,
-    }
+    return ProductView(
+        product_id=product.id,
+        category=product.category,
+        attributes=list(ctx.taxonomy.category(product.category).attribute_names),
+        labels=db.current_labels(session, user, ctx.taxonomy, product),
+        suggestion=_suggestion(stored),
+        has_image=product.image_sha256 is not None,
+    )
 
 
 # -- sellers -----------------------------------------------------------------------------------
@@ -128,7 +226,7 @@ def _predict(ctx: AppContext, image: Image.Image, category: str | None) -> tuple
     return version, prediction
 
 
-def upload_one(ctx: AppContext, who: object, path: str | os.PathLike, category: str | None = None) -> dict:
+def upload_one(ctx: AppContext, viewer: Viewer, path: str | os.PathLike, category: str | None = None) -> UploadResult:
     """Store one photo as a product of the user, with the active model's suggestion if any."""
     path = Path(path)
     data = _read_upload(ctx, path)
@@ -141,22 +239,22 @@ def upload_one(ctx: AppContext, who: object, path: str | os.PathLike, category: 
             raise ServiceError("choose the category: there is no trained model yet to recognise it")
         category = suggested[1].category
     try:
-        return _store_upload(ctx, who, data, image, category, suggested)
+        return _store_upload(ctx, viewer, data, image, category, suggested)
     except IntegrityError:
         # The same photo was stored by a concurrent request of the same owner: it is that product.
-        return _store_upload(ctx, who, data, image, category, suggested)
+        return _store_upload(ctx, viewer, data, image, category, suggested)
 
 
 def _store_upload(
     ctx: AppContext,
-    who: object,
+    viewer: Viewer,
     data: bytes,
     image: Image.Image,
     category: str,
     suggested: tuple[str, ProductPrediction] | None,
-) -> dict:
+) -> UploadResult:
     with ctx.transaction() as session:
-        user = _user(session, who)
+        user = _user(session, viewer)
         product, created = db.add_uploaded_product(session, ctx.taxonomy, ctx.media, user, data, category)
         made_by = None
         if suggested is not None:
@@ -166,32 +264,32 @@ def _store_upload(
                 version, prediction = _predict(ctx, image, product.category) or suggested
             db.save_prediction(session, product, version, prediction)
             made_by = version
-        payload = product_payload(ctx, session, user, product, made_by=made_by)
-    return {**payload, "created": created}
+        view = product_view(ctx, session, user, product, made_by=made_by)
+    return UploadResult(view, created, image)
 
 
-def upload(ctx: AppContext, who: object, paths: list[str], category: str | None = None) -> list[dict]:
+def upload(ctx: AppContext, viewer: Viewer, paths: list[str], category: str | None = None) -> list[UploadOutcome]:
     """Store several photos; each one that fails says why and the others go on."""
     results = []
     for raw in paths:
         name = Path(raw).name
         try:
-            results.append({"file": name, **upload_one(ctx, who, raw, category)})
-        except (ImageError, ServiceError, db.UserError, ValueError) as exc:
-            results.append({"file": name, "error": str(exc)})
+            results.append(UploadOutcome(name, result=upload_one(ctx, viewer, raw, category)))
+        except (ImageError, ServiceError, db.UserError, db.MediaError, TaxonomyError) as exc:
+            results.append(UploadOutcome(name, error=str(exc)))
     return results
 
 
-def get_product(ctx: AppContext, who: object, product_id: int) -> dict:
+def get_product(ctx: AppContext, viewer: Viewer, product_id: int) -> ProductView:
     with ctx.transaction() as session:
-        user = _user(session, who)
-        return product_payload(ctx, session, user, db.get_product(session, user, product_id))
+        user = _user(session, viewer)
+        return product_view(ctx, session, user, db.get_product(session, user, product_id))
 
 
-def product_image(ctx: AppContext, who: object, product_id: int, *, thumbnail: bool = False) -> Image.Image | None:
+def product_image(ctx: AppContext, viewer: Viewer, product_id: int, *, thumbnail: bool = False) -> Image.Image | None:
     """The product's photo (upright RGB) if the user may see it; None for a label-only product."""
     with ctx.transaction() as session:
-        product = db.get_product(session, _user(session, who), product_id)
+        product = db.get_product(session, _user(session, viewer), product_id)
         path = db.image_path(ctx.media, product)
     if path is None:
         return None
@@ -201,13 +299,13 @@ def product_image(ctx: AppContext, who: object, product_id: int, *, thumbnail: b
     return image
 
 
-def _provenance(value: str, suggested: dict | None) -> str:
+def _provenance(value: str, suggested: AttributeSuggestion | None) -> str:
     if suggested is None:
         return "seller"
-    return "model_accepted" if suggested["value"] == value else "model_edited"
+    return "model_accepted" if suggested.value == value else "model_edited"
 
 
-def save_labels(ctx: AppContext, who: object, product_id: int, category: str, labels: dict) -> dict:
+def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str, labels: dict) -> SaveResult:
     """Record the form: one event per attribute that has a value or was cleared, with provenance.
 
     A value equal to the active model's suggestion is 'model_accepted', another value where a
@@ -216,17 +314,17 @@ def save_labels(ctx: AppContext, who: object, product_id: int, category: str, la
     if not isinstance(labels, dict):
         raise ServiceError("labels must be an object of attribute -> value")
     with ctx.transaction() as session:
-        user = _user(session, who)
+        user = _user(session, viewer)
         product = db.get_product(session, user, product_id)
         cat = ctx.taxonomy.category(category)
         clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
-        before = product_payload(ctx, session, user, product)
-        suggestion = before["suggestion"]
+        before = product_view(ctx, session, user, product)
+        suggestion = before.suggestion
         if cat.name != product.category:
             source = "seller"
             if suggestion is not None:
-                source = "model_accepted" if suggestion["category"] == cat.name else "model_edited"
-            version = suggestion["model_version"] if suggestion is not None else None
+                source = "model_accepted" if suggestion.category == cat.name else "model_edited"
+            version = suggestion.model_version if suggestion is not None else None
             db.set_category(
                 session,
                 ctx.taxonomy,
@@ -237,17 +335,17 @@ def save_labels(ctx: AppContext, who: object, product_id: int, category: str, la
                 model_version_id=version if source != "seller" else None,
             )
             current = db.current_labels(session, user, ctx.taxonomy, product)
-            suggestion = None if suggestion is None or suggestion["category"] != cat.name else suggestion
+            suggestion = None if suggestion is None or suggestion.category != cat.name else suggestion
         else:
-            current = before["labels"]
-        suggested = (suggestion or {}).get("attributes", {})
+            current = before.labels
+        suggested = suggestion.attributes if suggestion is not None else {}
         writes, sources = {}, {}
         for attr, value in clean.items():
             if value is None and current.get(attr) is None:
                 continue  # left empty and unknown before: nothing to record
             writes[attr] = value
             sources[attr] = "seller" if value is None else _provenance(value, suggested.get(attr))
-        version = suggestion["model_version"] if suggestion is not None else None
+        version = suggestion.model_version if suggestion is not None else None
         if writes:
             db.record_labels(
                 session,
@@ -259,26 +357,26 @@ def save_labels(ctx: AppContext, who: object, product_id: int, category: str, la
                 model_version_id=version if any(s != "seller" for s in sources.values()) else None,
             )
         after = db.current_labels(session, user, ctx.taxonomy, product)
-    return {"product_id": product.id, "category": cat.name, "events": len(writes), "sources": sources, "labels": after}
+    return SaveResult(product.id, cat.name, len(writes), sources, after)
 
 
-def review_queue(ctx: AppContext, who: object, limit: int = 50) -> list[dict]:
+def review_queue(ctx: AppContext, viewer: Viewer, limit: int = 50) -> list[QueueItem]:
     with ctx.transaction() as session:
-        user = _user(session, who)
+        user = _user(session, viewer)
         return [
-            {
-                "product_id": item.product.id,
-                "category": item.product.category,
-                "mean_confidence": round(item.mean_confidence, 4),
-                "min_confidence": round(item.min_confidence, 4),
-            }
+            QueueItem(
+                item.product.id,
+                item.product.category,
+                round(item.mean_confidence, 4),
+                round(item.min_confidence, 4),
+            )
             for item in db.review_queue(session, user, limit=limit)
         ]
 
 
-def my_products(ctx: AppContext, who: object, limit: int = 50, offset: int = 0) -> list[dict]:
+def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[dict]:
     with ctx.transaction() as session:
-        user = _user(session, who)
+        user = _user(session, viewer)
         products = db.list_products(session, user, limit=limit, offset=offset)
         labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
         return [
@@ -294,9 +392,9 @@ def my_products(ctx: AppContext, who: object, limit: int = 50, offset: int = 0) 
         ]
 
 
-def history(ctx: AppContext, who: object, product_id: int) -> list[dict]:
+def history(ctx: AppContext, viewer: Viewer, product_id: int) -> list[dict]:
     with ctx.transaction() as session:
-        user = _user(session, who)
+        user = _user(session, viewer)
         return [
             {
                 "attribute": e.attribute,
@@ -315,27 +413,35 @@ def _export_path(kind: str) -> Path:
     return folder / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
 
 
-def export_labels(ctx: AppContext, who: object) -> str:
+def discard_export(path: str | os.PathLike) -> None:
+    """Remove an export's folder once the file has been handed over (read, or copied by Gradio)."""
+    folder = Path(path).resolve().parent
+    # Only a folder that ``_export_path`` made: nothing else is ever removed from here.
+    if folder.name.startswith("vt-export-") and folder.parent == Path(tempfile.gettempdir()).resolve():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def export_labels(ctx: AppContext, viewer: Viewer) -> str:
     """Current labels of the products the user may see, in the competition's train.csv layout."""
     out = _export_path("labels")
     with ctx.transaction() as session:
-        db.export_labels(session, _user(session, who), ctx.taxonomy, out)
+        db.export_labels(session, _user(session, viewer), ctx.taxonomy, out)
     return str(out)
 
 
-def export_predictions(ctx: AppContext, who: object) -> str:
+def export_predictions(ctx: AppContext, viewer: Viewer) -> str:
     """Newest predictions of the products the user may see, in the submission layout."""
     out = _export_path("predictions")
     with ctx.transaction() as session:
-        db.export_predictions(session, _user(session, who), ctx.taxonomy, out)
+        db.export_predictions(session, _user(session, viewer), ctx.taxonomy, out)
     return str(out)
 
 
 # -- admins ------------------------------------------------------------------------------------
 
 
-def _admin(session: Session, who: object) -> db.User:
-    user = _user(session, who)
+def _admin(session: Session, viewer: Viewer) -> db.User:
+    user = _user(session, viewer)
     require_admin(user)
     return user
 
@@ -347,10 +453,10 @@ def _dataset_folder(data_dir: str) -> Path:
     return folder
 
 
-def adopt_taxonomy(ctx: AppContext, who: object, data_dir: str) -> dict:
+def adopt_taxonomy(ctx: AppContext, viewer: Viewer, data_dir: str) -> dict:
     """Make the taxonomy of a dataset folder on the server the app's; refused once products exist."""
     with ctx.transaction() as session:
-        _admin(session, who)
+        _admin(session, viewer)
     folder = _dataset_folder(data_dir)
     adopted = adoption.adopt_dataset_taxonomy(ctx, folder)
     summary = "The app uses this taxonomy already." if adopted is None else adoption.adopted_summary(adopted, folder)
@@ -362,14 +468,14 @@ def adopt_taxonomy(ctx: AppContext, who: object, data_dir: str) -> dict:
 
 
 def import_data(
-    ctx: AppContext, who: object, data_dir: str, labels_only: bool = False, adopt_taxonomy: bool = False
+    ctx: AppContext, viewer: Viewer, data_dir: str, labels_only: bool = False, adopt_taxonomy: bool = False
 ) -> dict:
     """Import a competition-layout dataset from a directory on the server, as the admin's products.
 
     ``adopt_taxonomy``: while the database holds no products, make the dataset's taxonomy the app's.
     """
     with ctx.transaction() as session:
-        admin = _admin(session, who)
+        admin = _admin(session, viewer)
     folder = _dataset_folder(data_dir)
     adopted = adoption.adopt_dataset_taxonomy(ctx, folder) if adopt_taxonomy else None
     try:
@@ -393,9 +499,9 @@ def has_products(ctx: AppContext) -> bool:
         return db.product_total(session) > 0
 
 
-def label_counts(ctx: AppContext, who: object) -> list[dict]:
+def label_counts(ctx: AppContext, viewer: Viewer) -> list[dict]:
     with ctx.transaction() as session:
-        counts = db.label_counts(session, _user(session, who), ctx.taxonomy)
+        counts = db.label_counts(session, _user(session, viewer), ctx.taxonomy)
     rows = []
     for cat in ctx.taxonomy.categories:
         for attr in cat.attributes:
@@ -410,9 +516,9 @@ def label_counts(ctx: AppContext, who: object) -> list[dict]:
     return rows
 
 
-def versions(ctx: AppContext, who: object) -> list[dict]:
+def versions(ctx: AppContext, viewer: Viewer) -> list[dict]:
     with ctx.transaction() as session:
-        _admin(session, who)
+        _admin(session, viewer)
         return [
             {
                 "version": v.id,
@@ -428,25 +534,25 @@ def versions(ctx: AppContext, who: object) -> list[dict]:
         ]
 
 
-def activate(ctx: AppContext, who: object, version_id: str) -> dict:
+def activate(ctx: AppContext, viewer: Viewer, version_id: str) -> Activation:
     with ctx.transaction() as session:
-        _admin(session, who)
+        _admin(session, viewer)
     loaded = ctx.models.activate(str(version_id))
     # Re-scored in the background; the form suggests on demand for products not reached yet.
     rescored = ctx.models.start_rescore()
-    return {"active": loaded.version_id, "rescored": rescored}
+    return Activation(loaded.version_id, rescored)
 
 
-def start_training(ctx: AppContext, who: object, kind: str = "heads") -> dict:
+def start_training(ctx: AppContext, viewer: Viewer, kind: str = "heads") -> dict:
     with ctx.transaction() as session:
-        admin = _admin(session, who)
+        admin = _admin(session, viewer)
     run_id = ctx.models.start_training(kind, admin)
     return {"run_id": run_id, "kind": kind}
 
 
-def training_runs(ctx: AppContext, who: object, limit: int = 10) -> list[dict]:
+def training_runs(ctx: AppContext, viewer: Viewer, limit: int = 10) -> list[dict]:
     with ctx.transaction() as session:
-        _admin(session, who)
+        _admin(session, viewer)
         return [
             {
                 "run_id": r.id,
@@ -477,7 +583,13 @@ def model_status(ctx: AppContext) -> dict:
     }
 
 
-def get_user_name(ctx: AppContext, who: object) -> str:
+def get_user_name(ctx: AppContext, viewer: Viewer) -> str:
     """The signed-in user's name; raises AccessDenied when nobody is signed in."""
+    return signed_in(ctx, viewer)[0]
+
+
+def signed_in(ctx: AppContext, viewer: Viewer) -> tuple[str, str]:
+    """The signed-in user's (name, role); raises AccessDenied for an unknown user."""
     with ctx.transaction() as session:
-        return _user(session, who).name
+        user = _user(session, viewer)
+        return user.name, user.role

@@ -4,38 +4,24 @@ No ``from __future__ import annotations`` here: Gradio reads the handlers' annot
 time to find the ``gr.Request`` parameter.
 """
 
-import functools
 import html
 import logging
-from collections.abc import Callable
+from typing import Any
 
 import gradio as gr
 import pandas as pd
-
-import db
-from taxonomy import FormatError, ImageError, TaxonomyError
+from PIL import Image
 
 from . import services
-from .auth import AccessDenied
+from .api import register_api
 from .context import AppContext
+from .errors import friendly
 from .form import form_state, labels_from_slots, model_line, summary_markdown
-from .models import ModelError
-from .services import ServiceError
+from .services import ProductView, ServiceError, Viewer
+from .ui_admin import build_admin
 
 log = logging.getLogger(__name__)
 
-USER_ERRORS = (
-    AccessDenied,
-    ServiceError,
-    TaxonomyError,
-    ImageError,
-    FormatError,
-    ModelError,
-    db.NotFound,
-    db.RegistryError,
-    db.UserError,
-    db.MediaError,
-)
 AUTO = "(let the model decide)"
 MIN_SLOTS = 10
 
@@ -58,19 +44,10 @@ document.addEventListener('keydown', (e) => {
 """
 
 
-def friendly(fn: Callable) -> Callable:
-    """Turn the errors a user can act on into Gradio errors (a toast in the UI, AppError in the API)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
-        except KeyError as exc:  # a missing field in an API payload
-            raise gr.Error(f"missing field {exc}", print_exception=False) from exc
-
-    return wrapper
+def discard_sent(path: str | None) -> None:
+    """After an export was handed to Gradio (which keeps its own copy), remove its folder."""
+    if path:
+        services.discard_export(path)
 
 
 def build(ctx: AppContext) -> gr.Blocks:
@@ -79,46 +56,49 @@ def build(ctx: AppContext) -> gr.Blocks:
     categories = list(ctx.taxonomy.category_names)
     n_slots = max(ctx.taxonomy.max_attributes, MIN_SLOTS)
 
-    def render(payload: dict | None, category: str | None = None) -> list:
-        """Updates for [photo, summary, category, form_attrs, current, *slots]."""
-        if payload is None:
-            empty = [gr.update(visible=False, value=None) for _ in range(n_slots)]
-            return [None, "Upload a photo to start.", gr.update(value=None), [], None, *empty]
-        form = form_state(ctx.taxonomy, payload, category)
+    def render(view: ProductView | None, category: str | None = None) -> dict[Any, Any]:
+        """Updates of the form (the photo is left as it is, except for an empty form)."""
+        if view is None:
+            return {
+                photo: None,
+                summary: "Upload a photo to start.",
+                category_box: gr.update(value=None),
+                form_attrs: [],
+                current: None,
+                **{slot: gr.update(visible=False, value=None) for slot in slots},
+            }
+        form = form_state(ctx.taxonomy, view, category)
         active = ctx.models.active
-        updates = []
-        for i in range(n_slots):
-            if i < len(form["slots"]):
-                s = form["slots"][i]
-                updates.append(
-                    gr.update(
-                        visible=True,
-                        label=s["label"],
-                        choices=s["choices"],
-                        value=s["value"],
-                        info=s["info"],
-                        elem_classes=["vt-low"] if s["low"] else [],
-                    )
+        updates: dict[Any, Any] = {}
+        for i, slot in enumerate(slots):
+            if i < len(form.slots):
+                s = form.slots[i]
+                updates[slot] = gr.update(
+                    visible=True,
+                    label=s.label,
+                    choices=s.choices,
+                    value=s.value,
+                    info=s.info,
+                    elem_classes=["vt-low"] if s.low else [],
                 )
             else:
-                updates.append(gr.update(visible=False, value=None, choices=[], elem_classes=[]))
-        return [
-            gr.skip(),
-            summary_markdown(payload, form, active.version_id if active else None),
-            gr.update(value=form["category"], choices=list(ctx.taxonomy.category_names)),
-            form["attributes"],
-            payload["product_id"],
-            *updates,
-        ]
+                updates[slot] = gr.update(visible=False, value=None, choices=[], elem_classes=[])
+        return {
+            summary: summary_markdown(view, form, active.version_id if active else None),
+            category_box: gr.update(value=form.category, choices=list(ctx.taxonomy.category_names)),
+            form_attrs: form.attributes,
+            current: view.product_id,
+            **updates,
+        }
 
-    def open_product(product_id: int | None, request: gr.Request) -> list:
+    def show(view: ProductView, image: Image.Image | None) -> dict[Any, Any]:
+        return {**render(view), photo: image}
+
+    def open_product(viewer: Viewer, product_id: int | None) -> dict[Any, Any]:
         if product_id is None:
             return render(None)
-        payload = services.get_product(ctx, request, product_id)
-        image = services.product_image(ctx, request, product_id)
-        out = render(payload)
-        out[0] = image
-        return out
+        view = services.get_product(ctx, viewer, product_id)
+        return show(view, services.product_image(ctx, viewer, product_id))
 
     # Gradio keeps uploads and the photos it shows in its cache under unguessable names; clearing
     # files older than an hour keeps them from lingering there.
@@ -152,7 +132,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                             photo = gr.Image(label="Photo", interactive=False, height=300, type="pil")
                             with gr.Column():
                                 summary = gr.Markdown("Upload a photo to start.")
-                                category = gr.Dropdown(categories, label="Category", value=None)
+                                category_box = gr.Dropdown(categories, label="Category", value=None)
                         slots = [gr.Dropdown(visible=False, interactive=True) for _ in range(n_slots)]
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
@@ -176,46 +156,52 @@ def build(ctx: AppContext) -> gr.Blocks:
                     export_mine = gr.Button("Export my labels (train.csv layout)")
                     export_file = gr.File(label="Download", interactive=False)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
-                from .ui_admin import build_admin
-
                 build_admin(ctx)
-        form_outputs = [photo, summary, category, form_attrs, current, *slots]
+        form_outputs = [photo, summary, category_box, form_attrs, current, *slots]
 
         # -- events: seller ------------------------------------------------------------------
 
         @friendly
-        def on_load(request: gr.Request):
-            with ctx.transaction() as session:
-                user = services._user(session, request)
-                role, name = user.role, user.name
+        def on_load(request: gr.Request) -> dict[Any, Any]:
+            name, role = services.signed_in(ctx, Viewer.of(request))
             model = model_line(services.model_status(ctx))
             text = f"## Visual Taxonomy\nSigned in as **{html.escape(name)}** ({role}) · {model} · [Log out](/logout)"
             # The categories as of now: an adopted taxonomy shows without a restart.
             choices = [AUTO, *ctx.taxonomy.category_names]
-            return text, gr.update(visible=role == "admin"), gr.update(choices=choices)
+            return {
+                header: text,
+                admin_tab: gr.update(visible=role == "admin"),
+                upload_category: gr.update(choices=choices),
+            }
 
         demo.load(on_load, None, [header, admin_tab, upload_category], api_visibility="private")
 
         @friendly
-        def on_upload(paths: list[str] | None, chosen: str, request: gr.Request):
+        def on_upload(paths: list[str] | None, chosen: str, request: gr.Request) -> dict[Any, Any]:
             if not paths:
                 raise ServiceError("choose one or more photos first")
-            results = services.upload(ctx, request, list(paths), None if chosen == AUTO else chosen)
-            ok = [r for r in results if "error" not in r]
+            outcomes = services.upload(ctx, Viewer.of(request), list(paths), None if chosen == AUTO else chosen)
+            ok = [o.result for o in outcomes if o.result is not None]
             rows = [
                 [
-                    r.get("product_id", ""),
-                    r["file"],
-                    r.get("category", ""),
-                    r["error"] if "error" in r else ("new" if r["created"] else "already uploaded"),
+                    o.result.view.product_id,
+                    o.file,
+                    o.result.view.category,
+                    "new" if o.result.created else "already uploaded",
                 ]
-                for r in results
+                if o.result is not None
+                else ["", o.file, "", o.error]
+                for o in outcomes
             ]
-            failed = len(results) - len(ok)
+            failed = len(outcomes) - len(ok)
             report = f"{len(ok)} photo(s) ready" + (f", {failed} refused (see the table)" if failed else "") + "."
-            ids = [r["product_id"] for r in ok]
-            first = open_product(ids[0], request) if ids else render(None)
-            return [ids, report, pd.DataFrame(rows, columns=["product", "file", "category", "status"]), *first]
+            first = show(ok[0].view, ok[0].photo) if ok else render(None)
+            return {
+                batch: [r.view.product_id for r in ok],
+                upload_report: report,
+                batch_table: pd.DataFrame(rows, columns=["product", "file", "category", "status"]),
+                **first,
+            }
 
         upload_btn.click(
             on_upload,
@@ -225,81 +211,85 @@ def build(ctx: AppContext) -> gr.Blocks:
         )
 
         @friendly
-        def on_category(new: str, product_id: int | None, request: gr.Request):
+        def on_category(new: str, product_id: int | None, request: gr.Request) -> dict[Any, Any]:
             if product_id is None or not new:
-                return [gr.skip()] * len(form_outputs)
-            out = render(services.get_product(ctx, request, product_id), new)
-            return out
+                return {}
+            return render(services.get_product(ctx, Viewer.of(request), product_id), new)
 
-        category.input(on_category, [category, current], form_outputs, api_visibility="private")
+        category_box.input(on_category, [category_box, current], form_outputs, api_visibility="private")
 
-        def do_save(data: dict, request: gr.Request) -> str:
+        def do_save(data: dict[Any, Any], viewer: Viewer) -> str:
             """Save the form; ``data`` maps the form's components to their values."""
             product_id = data[current]
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
             values = [data[slot] for slot in slots]
             result = services.save_labels(
-                ctx, request, product_id, data[category], labels_from_slots(data[form_attrs], values)
+                ctx, viewer, product_id, data[category_box], labels_from_slots(data[form_attrs], values)
             )
-            kinds = sorted(set(result["sources"].values()))
-            return f"Saved product {result['product_id']}: {result['events']} change(s)" + (
+            kinds = sorted(set(result.sources.values()))
+            return f"Saved product {result.product_id}: {result.events} change(s)" + (
                 f" ({', '.join(kinds)})." if kinds else "."
             )
 
-        form_inputs = {current, category, form_attrs, batch, *slots}
+        form_inputs = {current, category_box, form_attrs, batch, *slots}
 
         @friendly
-        def on_save(data: dict, request: gr.Request) -> str:
-            return do_save(data, request)
+        def on_save(data: dict[Any, Any], request: gr.Request) -> str:
+            return do_save(data, Viewer.of(request))
 
         save_btn.click(on_save, form_inputs, [save_msg], api_visibility="private")
 
         @friendly
-        def on_save_next(data: dict, request: gr.Request) -> list:
-            message = do_save(data, request)
+        def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
+            viewer = Viewer.of(request)
+            message = do_save(data, viewer)
             product_id, ids = data[current], data[batch] or []
             following = ids[ids.index(product_id) + 1 :] if product_id in ids else []
             if not following:
-                queued = [q["product_id"] for q in services.review_queue(ctx, request, limit=5)]
+                queued = [q.product_id for q in services.review_queue(ctx, viewer, limit=5)]
                 following = [q for q in queued if q != product_id]
             if not following:
-                return [message + " That was the last one: upload more photos.", *render(None)]
-            return [message, *open_product(following[0], request)]
+                return {save_msg: message + " That was the last one: upload more photos.", **render(None)}
+            return {save_msg: message, **open_product(viewer, following[0])}
 
         next_btn.click(on_save_next, form_inputs, [save_msg, *form_outputs], api_visibility="private")
 
         @friendly
-        def on_queue(request: gr.Request):
-            items = services.review_queue(ctx, request, limit=60)
+        def on_queue(request: gr.Request) -> dict[Any, Any]:
+            viewer = Viewer.of(request)
+            items = services.review_queue(ctx, viewer, limit=60)
             pictures = []
             for item in items:
-                image = services.product_image(ctx, request, item["product_id"], thumbnail=True)
-                caption = f"#{item['product_id']} {item['category']} · {item['mean_confidence']:.0%}"
+                image = services.product_image(ctx, viewer, item.product_id, thumbnail=True)
+                caption = f"#{item.product_id} {item.category} · {item.mean_confidence:.0%}"
                 pictures.append((image, caption))
-            return pictures, [i["product_id"] for i in items]
+            return {gallery: pictures, queue_ids: [i.product_id for i in items]}
 
         refresh_queue.click(on_queue, None, [gallery, queue_ids], api_visibility="private")
 
         @friendly
-        def on_pick(ids: list[int], evt: gr.SelectData, request: gr.Request):
-            return [*open_product(ids[evt.index], request), gr.Tabs(selected="label")]
+        def on_pick(ids: list[int], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            return {**open_product(Viewer.of(request), ids[evt.index]), tabs: gr.Tabs(selected="label")}
 
         gallery.select(on_pick, [queue_ids], [*form_outputs, tabs], api_visibility="private")
 
         @friendly
-        def on_products(request: gr.Request):
-            return pd.DataFrame(services.my_products(ctx, request, limit=200))
+        def on_products(request: gr.Request) -> pd.DataFrame:
+            return pd.DataFrame(services.my_products(ctx, Viewer.of(request), limit=200))
 
         refresh_products.click(on_products, None, [products_table], api_visibility="private")
 
         @friendly
-        def on_export_mine(request: gr.Request) -> str:
-            return services.export_labels(ctx, request)
+        def on_export_mine(request: gr.Request) -> dict[Any, Any]:
+            path = services.export_labels(ctx, Viewer.of(request))
+            return {export_file: path, sent_export: path}
 
-        export_mine.click(on_export_mine, None, [export_file], api_visibility="private")
-
-        from .api import register_api
+        # Gradio copies the file into its own cache when it sends it; the export's folder then goes.
+        sent_export = gr.State(None)
+        export_mine.click(on_export_mine, None, [export_file, sent_export], api_visibility="private").then(
+            discard_sent, [sent_export], None, api_visibility="private"
+        )
 
         register_api(ctx, friendly)
     return demo

@@ -15,7 +15,9 @@ from . import services
 from .adoption import ADOPT_CHECKBOX
 from .auth import AccessDenied
 from .context import AppContext
+from .errors import USER_ERRORS, friendly
 from .form import model_line
+from .services import Viewer
 
 
 def versions_frame(rows: list[dict]) -> pd.DataFrame:
@@ -82,8 +84,6 @@ def run_markdown(runs: list[dict], training: bool) -> str:
 
 def build_admin(ctx: AppContext) -> None:
     """Lay out the admin tab inside the current ``gr.Tab`` and wire its events."""
-    from .ui import USER_ERRORS, friendly
-
     with gr.Accordion("Data", open=True):
         with gr.Row():
             data_dir = gr.Textbox(label="Dataset folder on the server (train.csv, images/)", scale=3)
@@ -131,7 +131,7 @@ def build_admin(ctx: AppContext) -> None:
     def on_import(folder: str, only_labels: bool, adopt_taxonomy: bool, request: gr.Request) -> dict:
         """The report box says what happened, a refusal included (a toast alone vanishes)."""
         try:
-            result = services.import_data(ctx, request, folder, only_labels, adopt_taxonomy)
+            result = services.import_data(ctx, Viewer.of(request), folder, only_labels, adopt_taxonomy)
         except USER_ERRORS as exc:
             gr.Warning(str(exc))
             offer = isinstance(exc, db.LayoutMismatchError) and not services.has_products(ctx)
@@ -142,19 +142,29 @@ def build_admin(ctx: AppContext) -> None:
         return {import_report: summary, adopt: gr.update(value=False, visible=False)}
 
     @friendly
-    def on_export_labels(request: gr.Request) -> str:
-        return services.export_labels(ctx, request)
+    def on_export_labels(request: gr.Request) -> dict:
+        path = services.export_labels(ctx, Viewer.of(request))
+        return {export_file: path, sent_export: path}
 
     @friendly
-    def on_export_predictions(request: gr.Request) -> str:
-        return services.export_predictions(ctx, request)
+    def on_export_predictions(request: gr.Request) -> dict:
+        path = services.export_predictions(ctx, Viewer.of(request))
+        return {export_file: path, sent_export: path}
 
-    export_labels_btn.click(on_export_labels, None, [export_file], api_visibility="private")
-    export_preds_btn.click(on_export_predictions, None, [export_file], api_visibility="private")
+    def discard_sent(path: str | None) -> None:
+        """Gradio has copied the file into its own cache when it sent it; the export's folder goes."""
+        if path:
+            services.discard_export(path)
+
+    sent_export = gr.State(None)
+    for button, handler in ((export_labels_btn, on_export_labels), (export_preds_btn, on_export_predictions)):
+        button.click(handler, None, [export_file, sent_export], api_visibility="private").then(
+            discard_sent, [sent_export], None, api_visibility="private"
+        )
 
     @friendly
     def on_counts(request: gr.Request) -> pd.DataFrame:
-        return pd.DataFrame(services.label_counts(ctx, request))
+        return pd.DataFrame(services.label_counts(ctx, Viewer.of(request)))
 
     counts_btn.click(on_counts, None, [counts_table], api_visibility="private")
     import_inputs, import_outputs = [data_dir, labels_only, adopt], [import_report, adopt]
@@ -162,13 +172,14 @@ def build_admin(ctx: AppContext) -> None:
         on_counts, None, [counts_table], api_visibility="private"
     )
 
-    def refresh(request: gr.Request) -> list:
+    def refresh(request: gr.Request) -> dict:
         """Run progress and versions; sellers (whose tab is hidden) get nothing."""
         try:
-            runs = services.training_runs(ctx, request, limit=1)
-            rows = services.versions(ctx, request)
+            viewer = Viewer.of(request)
+            runs = services.training_runs(ctx, viewer, limit=1)
+            rows = services.versions(ctx, viewer)
         except AccessDenied:
-            return [gr.skip()] * 8
+            return {}
         training = ctx.models.training
         choices = [
             (
@@ -177,16 +188,16 @@ def build_admin(ctx: AppContext) -> None:
             )
             for r in rows
         ]
-        return [
-            run_markdown(runs, training),
-            gr.update(interactive=not training),
-            gr.update(interactive=not training),
-            versions_frame(rows),
-            gr.update(choices=choices),
-            score_history(rows),
-            attribute_scores(rows),
-            attribute_table(rows),
-        ]
+        return {
+            run_md: run_markdown(runs, training),
+            retrain_btn: gr.update(interactive=not training),
+            full_btn: gr.update(interactive=not training),
+            versions_table: versions_frame(rows),
+            version_pick: gr.update(choices=choices),
+            score_plot: score_history(rows),
+            attribute_plot: attribute_scores(rows),
+            attribute_table_view: attribute_table(rows),
+        }
 
     outputs = [
         run_md,
@@ -206,27 +217,27 @@ def build_admin(ctx: AppContext) -> None:
     timer.tick(on_model_line, None, [active_model_md], api_visibility="private", show_progress="hidden")
 
     @friendly
-    def on_train(kind: str, request: gr.Request) -> list:
-        services.start_training(ctx, request, kind)
+    def on_train(kind: str, request: gr.Request) -> dict:
+        services.start_training(ctx, Viewer.of(request), kind)
         return refresh(request)
 
-    def on_retrain(request: gr.Request) -> list:
+    def on_retrain(request: gr.Request) -> dict:
         return on_train("heads", request)
 
-    def on_full(request: gr.Request) -> list:
+    def on_full(request: gr.Request) -> dict:
         return on_train("full", request)
 
     retrain_btn.click(on_retrain, None, outputs, api_visibility="private")
     full_btn.click(on_full, None, outputs, api_visibility="private")
 
     @friendly
-    def on_activate(version: str | None, request: gr.Request) -> list:
+    def on_activate(version: str | None, request: gr.Request) -> dict:
         if not version:
             raise services.ServiceError("choose a version first")
-        result = services.activate(ctx, request, version)
-        return [
-            f"Version `{result['active']}` is active; {result['rescored']} queued products re-scored.",
-            *refresh(request),
-        ]
+        result = services.activate(ctx, Viewer.of(request), version)
+        return {
+            activate_msg: f"Version `{result.active}` is active; {result.rescored} queued products re-scored.",
+            **refresh(request),
+        }
 
     activate_btn.click(on_activate, [version_pick], [activate_msg, *outputs], api_visibility="private")

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 import db
 from tests.trainer.conftest import TINY_MODEL, TINY_TRAIN, make_examples, make_taxonomy
 from trainer import train_full
-from webapp.models import ModelManager
+from webapp.serving import ModelManager
 
 POSTGRES_ENV = "VT_TEST_POSTGRES_URL"
 pytestmark = pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=f"{POSTGRES_ENV} names no PostgreSQL server")

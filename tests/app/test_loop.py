@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 import db
 from tests.trainer.conftest import TINY_MODEL, TINY_TRAIN, draw, make_examples, make_taxonomy
 from trainer import default_train_config, evaluate_checkpoint, split_held_out, train_full
-from webapp.models import RESCORE_BATCH, ModelManager
+from webapp.serving import RESCORE_BATCH, ModelManager
 
 QUEUED = 8 * RESCORE_BATCH
 

@@ -59,6 +59,10 @@ UI_EVENTS = {
     "on_pick",
     "on_products",
     "on_export_mine",
+    # After an export was sent: remove its folder (the path comes from server-side state).
+    "discard_sent",
+    "discard_sent_1",
+    "discard_sent_2",
 }
 
 

@@ -1,8 +1,9 @@
 """The active model of the running app, and the one training run that may go on beside it.
 
-Suggestions read the active predictor under a lock that is held only to swap it, so a
-training run (in its own thread) never blocks them, and an activation takes effect for the
-next suggestion without a restart.
+Suggestions take no lock: each reads the reference to the active predictor once and uses that
+one to the end (only the swap of the reference holds a lock, ``_swap``), so a training run in
+its own thread never blocks them, and an activation takes effect for the next suggestion
+without a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import db
 import trainer
-from taxonomy import ImageError, LabeledExample, ProductPrediction, Taxonomy, load_rgb
+from taxonomy import ImageError, LabeledExample, ProductPrediction, Taxonomy, file_sha256, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class ModelManager:
             with self.sessions.begin() as session:
                 row = db.get_version(session, active.version_id)
                 active_path, checksum = self._path(row), row.checksum
-            if not active_path.is_file() or db.file_sha256(active_path) != checksum:
+            if not active_path.is_file() or file_sha256(active_path) != checksum:
                 raise ModelError(
                     f"the active model's file {active_path} was changed or removed since it was recorded; "
                     "activate another version before retraining"
@@ -305,7 +306,7 @@ class ModelManager:
     def start_rescore(self, limit: int = RESCORE_LIMIT) -> int:
         """Re-score the review queues with the active model in a background thread; returns how
         many queued products it will re-score. Until it reaches a product, the form suggests for
-        it on demand (``services.product_payload``), so nothing waits for this thread."""
+        it on demand (``services.product_view``), so nothing waits for this thread."""
         queued = self._queued(limit)
         if queued:
             thread = threading.Thread(target=self._rescore, args=(queued,), name="rescore", daemon=True)
