@@ -84,7 +84,8 @@ def test_a_suggestion_of_a_version_no_longer_active_is_re_scored_when_the_produc
 def test_activating_a_version_re_scores_the_queue(app: App) -> None:
     ids = [services.upload_one(app.ctx, app.alice, app.photo(f"p{i}", seed=i), "tee").view.product_id for i in range(2)]
     result = services.activate(app.ctx, app.admin, "v-two")
-    assert result == services.Activation("v-two", 2)
+    assert result == services.Activation("v-two", 2)  # both queued for re-scoring in the background
+    app.ctx.models.wait_rescore()
     with app.ctx.transaction() as session:
         alice = db.get_user_by_name(session, "alice")
         assert {db.latest_prediction(session, alice, i).model_version_id for i in ids} == {"v-two"}
