@@ -236,7 +236,10 @@ def build_admin(ctx: AppContext) -> None:
             raise services.ServiceError("choose a version first")
         result = services.activate(ctx, Viewer.of(request), version)
         return {
-            activate_msg: f"Version `{result.active}` is active; {result.rescored} products of the review queue are being re-scored in the background.",
+            activate_msg: (
+                f"Version `{result.active}` is active; {result.rescored} products of the review queue "
+                "are being re-scored in the background."
+            ),
             **refresh(request),
         }
 
