@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 import db
-from tests.trainer.conftest import TINY_MODEL, TINY_TRAIN, make_examples, make_taxonomy
-from trainer import train_full
-from webapp.serving import ModelManager
+from tests.app._manager import CHECKPOINT, tiny_serving
+from tests.db._data import postgres_database
 
 POSTGRES_ENV = "VT_TEST_POSTGRES_URL"
 pytestmark = pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=f"{POSTGRES_ENV} names no PostgreSQL server")
@@ -25,45 +23,25 @@ pytestmark = pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=f"{POST
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    server = make_url(os.environ[POSTGRES_ENV])
-    name = f"vt_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with postgres_database(os.environ[POSTGRES_ENV]) as url:
+        yield url
 
 
 def test_concurrent_activations_leave_one_active_version(postgres_url: str, tmp_path: Path) -> None:
-    taxonomy = make_taxonomy()
-    trained = train_full(
-        make_examples(tmp_path / "train", 40, seed=1),
-        taxonomy=taxonomy,
-        out_dir=tmp_path / "models" / "run-00001",
-        config=TINY_TRAIN,
-        model_config=TINY_MODEL,
-        device="cpu",
-    )
-    engine = db.make_engine(postgres_url)
-    db.upgrade(engine)
-    sessions = db.make_session_factory(engine)
-    manager = ModelManager(
-        taxonomy=taxonomy,
-        sessions=sessions,
-        media=db.MediaStore(tmp_path / "media"),
-        models_dir=tmp_path / "models",
-        cache_dir=tmp_path / "cache",
+    serving = tiny_serving(tmp_path, postgres_url, photos=40)
+    taxonomy, trained, engine, sessions, manager = (
+        serving.taxonomy,
+        serving.trained,
+        serving.engine,
+        serving.sessions,
+        serving.manager,
     )
     with sessions.begin() as session:
         for vid in ("v0", "v1", "v2"):
             db.register_version(
                 session,
                 version_id=vid,
-                path="run-00001/model.pt",
+                path=CHECKPOINT,
                 checksum=trained.sha256,
                 taxonomy_fingerprint=taxonomy.fingerprint,
                 kind="full",

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 import db
-from tests.trainer.conftest import TINY_MODEL, TINY_TRAIN, draw, make_examples, make_taxonomy
-from trainer import default_train_config, evaluate_checkpoint, split_held_out, train_full
+from tests.app._manager import CHECKPOINT, tiny_serving
+from tests.trainer.conftest import draw
+from trainer import default_train_config, evaluate_checkpoint, split_held_out
 from webapp.serving import RESCORE_BATCH, ModelManager
 
 QUEUED = 8 * RESCORE_BATCH
@@ -31,30 +32,19 @@ def photo(i: int) -> bytes:
 
 @pytest.fixture
 def manager(tmp_path: Path) -> ModelManager:
-    taxonomy = make_taxonomy()
-    trained = train_full(
-        make_examples(tmp_path / "train", 60, seed=1),
-        taxonomy=taxonomy,
-        out_dir=tmp_path / "models" / "base",
-        config=TINY_TRAIN,
-        model_config=TINY_MODEL,
-        device="cpu",
-    )
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'app.sqlite3'}")
-    db.upgrade(engine)
-    sessions = db.make_session_factory(engine)
-    manager = ModelManager(
-        taxonomy=taxonomy,
-        sessions=sessions,
-        media=db.MediaStore(tmp_path / "media"),
-        models_dir=tmp_path / "models",
-        cache_dir=tmp_path / "cache",
+    serving = tiny_serving(tmp_path, f"sqlite:///{tmp_path / 'app.sqlite3'}", photos=60)
+    taxonomy, trained, engine, sessions, manager = (
+        serving.taxonomy,
+        serving.trained,
+        serving.engine,
+        serving.sessions,
+        serving.manager,
     )
     with sessions.begin() as session:
         db.register_version(
             session,
             version_id=trained.version_id,
-            path="base/model.pt",
+            path=CHECKPOINT,
             checksum=trained.sha256,
             taxonomy_fingerprint=taxonomy.fingerprint,
             kind="full",

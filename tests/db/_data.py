@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from taxonomy import Taxonomy
 
@@ -67,3 +72,20 @@ def make_dataset(taxonomy: Taxonomy, root: Path, n: int, *, layout: str = "json"
     (root / "train.csv").write_text("\n".join(lines) + "\n", "utf-8")
     write_layout(taxonomy, root, layout)
     return truth
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """The URL of a new, uniquely named database on the PostgreSQL server at ``server_url``,
+    dropped afterwards (connections still open included)."""
+    server = make_url(server_url)
+    name = f"vt_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
