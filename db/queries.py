@@ -12,7 +12,7 @@ from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
 from .labels import latest_values, restrict
 from .media import MediaStore
 from .products import image_path, visible_to
-from .tables import LabelEvent, Product, User
+from .tables import CATEGORY_ATTRIBUTE, LabelEvent, Product, User
 
 _SEP = "|"
 
@@ -98,3 +98,47 @@ def label_counts(session: Session, viewer: User, taxonomy: Taxonomy) -> LabelCou
         )
     }
     return LabelCounts(per_category=per_category, per_attribute=per_attribute)
+
+
+def label_watermark(session: Session) -> int:
+    """The id of the newest label event (0 when there is none): what a training run has seen.
+
+    Label events are append-only with increasing ids, so "labelled after this run read its
+    examples" is "an event id above the watermark it recorded", whatever the clocks say.
+    """
+    return int(session.scalar(select(func.max(LabelEvent.id))) or 0)
+
+
+def products_labelled_since(session: Session, watermark: int) -> int:
+    """Products with at least one label event (any source, a category change included) after
+    ``watermark``."""
+    query = select(func.count(func.distinct(LabelEvent.product_id))).where(LabelEvent.id > watermark)
+    return int(session.scalar(query) or 0)
+
+
+def labelled_products(session: Session) -> int:
+    """Products with a photo and at least one label event."""
+    query = (
+        select(func.count(func.distinct(LabelEvent.product_id)))
+        .join(Product, Product.id == LabelEvent.product_id)
+        .where(Product.image_sha256.is_not(None))
+    )
+    return int(session.scalar(query) or 0)
+
+
+CORRECTION_SOURCES = ("seller", "model_edited")
+
+
+def corrections_between(session: Session, viewer: User, after: int, up_to: int | None) -> dict[str, int]:
+    """Attribute -> how many of ``viewer``'s corrections (a value typed, or a suggestion changed)
+    have event ids in ``(after, up_to]`` (no upper bound when ``up_to`` is None)."""
+    where = (
+        (LabelEvent.user_id == viewer.id)
+        & LabelEvent.source.in_(CORRECTION_SOURCES)
+        & (LabelEvent.id > after)
+        & (LabelEvent.attribute != CATEGORY_ATTRIBUTE)
+    )
+    if up_to is not None:
+        where = where & (LabelEvent.id <= up_to)
+    query = select(LabelEvent.attribute, func.count()).where(where).group_by(LabelEvent.attribute)
+    return {attribute: int(n) for attribute, n in session.execute(query)}

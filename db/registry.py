@@ -15,6 +15,7 @@ from .products import user_id
 from .tables import (
     RUN_ACTIVE_STATUSES,
     RUN_STATUSES,
+    RUN_TRIGGERS,
     VERSION_KINDS,
     ModelVersion,
     TrainingRun,
@@ -115,11 +116,19 @@ def activate_version(session: Session, version_id: str) -> ModelVersion:
 
 
 def create_run(
-    session: Session, *, kind: str, params: dict[str, Any] | None = None, created_by: User | None = None
+    session: Session,
+    *,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    created_by: User | None = None,
+    trigger: str = "admin",
 ) -> TrainingRun:
-    """Queue a training run. Raises RunInProgressError while another one is queued or running."""
+    """Queue a training run started by ``trigger`` (an admin's button, or the retrain policy).
+    Raises RunInProgressError while another one is queued or running."""
     if kind not in VERSION_KINDS:
         raise RegistryError(f"unknown training kind {kind!r}; allowed: {', '.join(VERSION_KINDS)}")
+    if trigger not in RUN_TRIGGERS:
+        raise RegistryError(f"unknown run trigger {trigger!r}; allowed: {', '.join(RUN_TRIGGERS)}")
     busy = running_run(session)
     if busy is not None:
         raise RunInProgressError(f"training run {busy.id} is {busy.status}; wait for it to finish")
@@ -130,6 +139,7 @@ def create_run(
         message="queued",
         params=dict(params or {}),
         created_by=user_id(created_by) if created_by is not None else None,
+        trigger=trigger,
     )
     session.add(run)
     session.flush()
@@ -207,6 +217,20 @@ def finish_run(
     run.message = message if message is not None else status
     session.flush()
     return run
+
+
+def cancel_run(session: Session, run_id: int, by: User | None = None) -> TrainingRun:
+    """End a queued or running run as cancelled. The run's worker notices at its next progress
+    report (``update_run`` refuses a finished run) and registers nothing."""
+    run = get_run(session, run_id)
+    if run.status not in RUN_ACTIVE_STATUSES:
+        raise RegistryError(f"training run {run_id} already finished as {run.status}; nothing to cancel")
+    who = f" by {by.name}" if by is not None else ""
+    return finish_run(session, run_id, status="cancelled", message=f"cancelled{who}")
+
+
+def run_is_active(session: Session, run_id: int) -> bool:
+    return get_run(session, run_id).status in RUN_ACTIVE_STATUSES
 
 
 def mark_interrupted_runs(session: Session) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,12 @@ from taxonomy import Taxonomy, default_taxonomy
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Every app a test starts (in process or as a server subprocess, which inherits this) keeps the
+# retrain policy off unless the test switches it on: a run starting by itself in the middle of
+# a test about something else would make it slow and its outcome a race. The policy's own tests
+# pass VT_AUTO_RETRAIN=on (or --auto-retrain on).
+os.environ["VT_AUTO_RETRAIN"] = "off"
 
 
 @pytest.fixture(scope="session")

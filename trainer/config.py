@@ -13,7 +13,7 @@ cross-validation on myntra-dev's train.csv (``bench/cv_myntra.py``; numbers in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
@@ -140,3 +140,25 @@ def default_train_config(device: str) -> TrainConfig:
     # mean-per-fold score (0 scores 0.013-0.024 lower); -0.15 is its middle. tau < 0 gives back
     # part of the prior that class weights, sampler and focal loss together over-correct.
     return TrainConfig(epochs=38, progressive_size=80, progressive_fraction=0.5, logit_adjustment=-0.15)
+
+
+FINETUNE_EPOCH_SHARE = 0.3
+FINETUNE_LR_SHARE = 0.3
+
+
+def finetune_config(config: TrainConfig) -> TrainConfig:
+    """The schedule of a full retrain that starts from a trained model rather than from scratch.
+
+    The weights already sit near a good solution for the older labels, so a short schedule at a
+    lower peak learning rate adapts them to the new ones: about 30% of the epochs (at least 6) at
+    30% of the learning rate, every epoch at the model's own size (the cheap low-resolution
+    epochs of progressive resizing are for learning from nothing). Not cross-validated: the loop
+    benchmark (``bench/loop.py``) measures what it gains per round against training by hand.
+    """
+    return replace(
+        config,
+        epochs=max(6, round(config.epochs * FINETUNE_EPOCH_SHARE)),
+        lr=config.lr * FINETUNE_LR_SHARE,
+        progressive_size=0,
+        patience=max(3, round(config.patience * FINETUNE_EPOCH_SHARE)),
+    )

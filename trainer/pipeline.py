@@ -12,8 +12,8 @@ import torch
 
 from taxonomy import LabeledExample, Taxonomy, file_sha256
 
-from .checkpoint import save_checkpoint
-from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig, default_model_config, default_train_config, finetune_config
 from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
 from .labels import encode_labels
 from .model import build_model
@@ -41,14 +41,26 @@ def train_full(
     val_examples: list[LabeledExample] | None = None,
     resume: bool = False,
     fetch: Fetch | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train backbone and heads on ``examples``; the epoch that scores best on an early-stopping
     slice of the training part is written to ``out_dir/model.pt``, and the returned metrics are its
-    score on the held-out split (or on ``val_examples``). ``resume`` continues ``out_dir/last.pt``."""
+    score on the held-out split (or on ``val_examples``). ``resume`` continues ``out_dir/last.pt``.
+
+    With ``init_checkpoint`` (the active version, in the app) the run fine-tunes that model, its
+    architecture and preprocessing kept, on the shorter schedule of ``config.finetune_config``
+    unless ``config`` is given: what a retrain after new labels needs, at a fraction of the cost."""
     t0 = time.perf_counter()
     report = progress or (lambda f, m: None)
     require_trainable(examples)
     dev = resolve_device(device)
+    base = load_checkpoint(init_checkpoint) if init_checkpoint is not None else None
+    if base is not None:
+        if base.taxonomy.fingerprint != taxonomy.fingerprint:
+            differences = "; ".join(base.taxonomy.differences(taxonomy)[:5])
+            raise DataError(f"cannot fine-tune {base.version_id}: it was trained for another taxonomy ({differences})")
+        model_config = base.model_config
+        config = config or finetune_config(default_train_config(dev.type))
     config = config or default_train_config(dev.type)
     model_config = model_config or default_model_config(dev.type)
     seed = config.seed if seed is None else seed
@@ -60,13 +72,18 @@ def train_full(
     # The best epoch is chosen on a slice of the training part, never on the held-out products
     # that then judge the model (and the active one) at the gate.
     fit_part, stop_part = split_held_out(train, config.val_fraction, salt=EARLY_STOP_SALT)
-    preprocess = Preprocess(model_config.image_size)
+    preprocess = base.preprocess if base is not None else Preprocess(model_config.image_size)
     train_set = load_images(fit_part, preprocess, progress=lambda f, m: report(0.1 * f, m))
     stop_set = load_images(stop_part, preprocess)
     if not train_set.examples:
         raise DataError(f"none of the {len(fit_part)} training photos could be read (e.g. {train_set.skipped[:1]})")
     generator = seed_everything(seed)
-    model, source = build_model(model_config, taxonomy, fetch=fetch)
+    if base is not None:
+        model, source = base.build_model("cpu").train(), base.backbone_source
+        if source != "random":  # a pretrained trunk keeps its early layers frozen, as when it was trained
+            model.backbone.freeze(model_config.frozen_when_pretrained)
+    else:
+        model, source = build_model(model_config, taxonomy, fetch=fetch)
     result = fit(
         model,
         train_set,
@@ -79,14 +96,14 @@ def train_full(
         backbone_source=source,
         resume=resume,
         progress=lambda f, m: report(0.1 + 0.9 * f, m),
-        extra_config={"seed": seed},
+        extra_config={"seed": seed, "init_version": base.version_id if base is not None else None},
     )
     # Scored as the gate scores every version (``evaluate_checkpoint``): an unreadable held-out
     # photo counts as wrong, no mirroring (the app serves without it).
     metrics = evaluate_checkpoint(result.checkpoint_path, held, device=dev).as_dict() if held else {"score": None}
     metrics.update(
         {
-            "mode": "full",
+            "mode": "finetune" if base is not None else "full",
             "epoch": result.best_epoch,
             "early_stop_score": result.checkpoint.metrics.get("score"),
             "train_examples": len(train_set.examples),
@@ -103,6 +120,7 @@ def train_full(
         metrics=metrics,
         backbone_source=source,
         version_id=result.checkpoint.version_id,
+        parent_version=base.version_id if base is not None else None,
     )
     skipped = tuple(train_set.skipped + stop_set.skipped)
     return TrainResult(
@@ -113,4 +131,5 @@ def train_full(
         sha256=file_sha256(result.checkpoint_path),
         skipped=skipped,
         seconds=time.perf_counter() - t0,
+        backbone_source=source,
     )

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 HEADS_THREADS = 1
+WARM_LR_SHARE = 0.25  # peak learning rate of a warm-started retrain, as a share of heads_lr
 
 
 def _heads_forward(heads: HeadBank, device: torch.device):
@@ -60,13 +61,17 @@ def train_heads(
     generator: torch.Generator,
     evaluate: Callable[[HeadBank], float] | None = None,
     progress: Progress | None = None,
+    keep_start: bool = False,
+    lr_scale: float = 1.0,
 ) -> list[dict]:
     """Train ``heads`` on embeddings (N, C) with the full training's loss, weighting and masking;
-    with ``evaluate``, stop early and keep the heads of the best epoch."""
+    with ``evaluate``, stop early and keep the heads of the best epoch. With ``keep_start`` the
+    heads as given count as epoch 0: they are kept if no epoch scores better."""
     heads.to(device)
     vectors = vectors.to(device)  # (N, C)
     loss_fn = make_loss(labels, taxonomy, config).to(device)
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.heads_lr, weight_decay=config.weight_decay)
+    max_lr = config.heads_lr * lr_scale
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=max_lr, weight_decay=config.weight_decay)
     # A few dozen products would otherwise get one optimiser step per epoch: smaller batches and
     # enough epochs for at least ``heads_min_steps`` steps let small label sets train too.
     batch_size = max(8, min(config.heads_batch_size, len(labels) // 4))
@@ -74,10 +79,13 @@ def train_heads(
     epochs = max(config.heads_epochs, -(-config.heads_min_steps // steps_per_epoch))
     steps = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.heads_lr, total_steps=max(steps, 1), pct_start=config.warmup_fraction
+        optimizer, max_lr=max_lr, total_steps=max(steps, 1), pct_start=config.warmup_fraction
     )
     cats, targets = labels.categories.to(device), labels.targets.to(device)
     best, best_state, bad, history = -1.0, None, 0, []
+    if keep_start and evaluate is not None:
+        best, best_state = evaluate(heads), copy.deepcopy(heads.state_dict())
+        history.append({"epoch": 0, "loss": None, "val_score": best})
     for epoch in range(epochs):
         heads.train()
         order = epoch_order(labels, taxonomy, heads.head_index, config, generator).to(device)  # (N,)
@@ -147,6 +155,15 @@ def retrain_heads(
         fingerprint = source_model.backbone.fingerprint()
     model = TaxonomyNet(model_config, taxonomy)
     model.backbone.load_state_dict(source_model.backbone.state_dict())
+    # Warm start: the base's heads were trained with its backbone on augmented photos; heads
+    # trained afresh on cached embeddings of unaugmented photos start far below them and, on a
+    # backbone trained from scratch, often end below them too (issue 11: two of four such
+    # retrains scored under the version they started from). Starting from the base's heads, and
+    # keeping them unless an epoch beats them on the early-stopping slice, a retrain can only
+    # add what the new labels teach. The base must be of this taxonomy for its heads to fit.
+    warm = base_checkpoint is not None and base.taxonomy.fingerprint == taxonomy.fingerprint
+    if warm:
+        model.heads.load_state_dict(source_model.heads.state_dict())
     dtype = resolve_precision(config.precision, dev)
     embedded = embed_examples(
         model.backbone,
@@ -177,7 +194,8 @@ def retrain_heads(
 
     fit_set, stop_set = subset(fit_part), subset(stop_part)
     held_set = subset([e for e in embedded.examples if e.id in held_ids])
-    model.heads.standardize_from(fit_set.vectors)
+    if not warm:  # a warm start keeps the standardisation its heads were trained with
+        model.heads.standardize_from(fit_set.vectors)
     fit_labels = encode_labels(fit_part, taxonomy)
     model.heads.record_label_counts(head_counts(fit_labels, taxonomy))
     model.heads.set_logit_adjustment(config.logit_adjustment)
@@ -198,6 +216,8 @@ def retrain_heads(
             generator=generator,
             evaluate=evaluate_heads if stop_part else None,
             progress=lambda f, m: report(0.7 + 0.28 * f, m),
+            keep_start=warm,
+            lr_scale=WARM_LR_SHARE if warm else 1.0,
         )
     metrics = heads_report(model.heads, held_set, held, taxonomy, dev).as_dict() if held else {"score": None}
     metrics.update(
@@ -207,6 +227,7 @@ def retrain_heads(
             "early_stop_examples": len(stop_part),
             "held_out_examples": len(held),
             "epochs_run": len(history),
+            "warm_start": warm,
         }
     )
     out = Path(out_dir)
@@ -237,6 +258,7 @@ def retrain_heads(
         embeddings_computed=embedded.computed,
         skipped=tuple(embedded.skipped),
         seconds=time.perf_counter() - t0,
+        backbone_source=source,
     )
 
 

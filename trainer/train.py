@@ -367,3 +367,4 @@ class TrainResult:
     embeddings_computed: int = 0  # heads-only: photos run through the backbone (not cached)
     skipped: tuple[tuple[str, str], ...] = ()  # (id, reason) of photos that could not be read
     seconds: float = 0.0
+    backbone_source: str = "random"  # where the trunk's weights came from: "imagenet", a path, "random"

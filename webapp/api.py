@@ -11,7 +11,7 @@ from collections.abc import Callable
 import gradio as gr
 from gradio import FileData
 
-from . import services
+from . import learning, services
 from .context import AppContext
 from .services import Viewer, as_json
 
@@ -87,9 +87,34 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         """Admin: while the database holds no products, make a dataset folder's taxonomy the app's."""
         return services.adopt_taxonomy(ctx, Viewer.of(request), data_dir)
 
-    def retrain(kind: str, request: gr.Request) -> dict:
-        """Admin: start a training run in the background: kind "heads" (fast) or "full"."""
-        return services.start_training(ctx, Viewer.of(request), kind or "heads")
+    def retrain(kind: str, request: gr.Request, fresh: bool = False) -> dict:
+        """Admin: start a training run in the background: kind "heads" (fast) or "full" (fine-tunes the
+        active version; ``fresh``: from the configured trunk instead)."""
+        return services.start_training(ctx, Viewer.of(request), kind or "heads", fresh=fresh)
+
+    def cancel_run(run_id: int, request: gr.Request) -> dict:
+        """Admin: cancel a queued or running training run (0: the one that is going); nothing is registered."""
+        cancelled = learning.cancel_run(ctx, Viewer.of(request), int(run_id) or None)
+        return {"cancelled": cancelled}
+
+    def retrain_policy(request: gr.Request) -> dict:
+        """Admin: the retrain policy's state: on or off, the next kind of run, labelled products until it starts."""
+        state = learning.policy_state(ctx, Viewer.of(request))
+        return {**as_json(state), "remaining": state.remaining, "due": state.due, "text": state.describe()}
+
+    def set_auto_retrain(enabled: bool, request: gr.Request) -> dict:
+        """Admin: switch automatic retraining on or off (kept in the database)."""
+        state = learning.set_auto_retrain(ctx, Viewer.of(request), enabled)
+        return {**as_json(state), "remaining": state.remaining, "due": state.due, "text": state.describe()}
+
+    def version_change(version_id: str, request: gr.Request) -> dict:
+        """Admin: per attribute, a version (empty: the active one) against the version it was judged against."""
+        change = learning.version_change(ctx, Viewer.of(request), version_id or None)
+        return as_json(change) if change is not None else {}
+
+    def my_corrections(request: gr.Request) -> dict:
+        """What your corrections did for the model now serving, in one line."""
+        return {"text": learning.my_corrections_line(ctx, Viewer.of(request))}
 
     def runs(limit: int, request: gr.Request) -> list:
         """Admin: the newest training runs with status and progress."""
@@ -123,6 +148,11 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         import_data,
         adopt_taxonomy,
         retrain,
+        cancel_run,
+        retrain_policy,
+        set_auto_retrain,
+        version_change,
+        my_corrections,
         runs,
         versions,
         activate,

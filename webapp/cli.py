@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the web app (the default)")
     settings_mod.add_arguments(serve)
     settings_mod.add_server_arguments(serve)
+    settings_mod.add_policy_arguments(serve)
     serve.add_argument(
         "--no-auth", action="store_true", help="no login: everyone is the admin (refused unless listening on loopback)"
     )
@@ -136,6 +137,7 @@ def serve(args: argparse.Namespace) -> int:
     # The server already answers while this swap happens: keep sign-ins made in that moment.
     for token, user in list(issued_before.items()):
         tokens[token] = user
+    ctx.policy.start()
     demo.block_thread()
     return 0
 

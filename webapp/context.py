@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import db
 from taxonomy import Taxonomy, TaxonomyError, default_taxonomy, load_taxonomy
 
+from .policy import PolicyRunner
 from .serving import ModelManager
 from .settings import Settings
 
@@ -37,6 +38,7 @@ class AppContext:
     sessions: sessionmaker[Session]
     media: db.MediaStore
     models: ModelManager
+    policy: PolicyRunner
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -94,6 +96,13 @@ def open_context(settings: Settings, *, load_model: bool = True) -> AppContext:
     )
     if load_model:
         models.load_active()
+    policy = PolicyRunner(settings.retrain_policy, sessions, models)  # started by the server only
     return AppContext(
-        settings=settings, taxonomy=taxonomy, engine=engine, sessions=sessions, media=media, models=models
+        settings=settings,
+        taxonomy=taxonomy,
+        engine=engine,
+        sessions=sessions,
+        media=media,
+        models=models,
+        policy=policy,
     )

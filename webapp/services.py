@@ -54,7 +54,7 @@ class Viewer:
         return cls(name)
 
 
-def _user(session: Session, viewer: Viewer) -> db.User:
+def user_of(session: Session, viewer: Viewer) -> db.User:
     user = db.get_user_by_name(session, viewer.name)
     if user is None:
         raise AccessDenied(f"unknown user {viewer.name!r}; sign in again")
@@ -254,7 +254,7 @@ def _store_upload(
     suggested: tuple[str, ProductPrediction] | None,
 ) -> UploadResult:
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         product, created = db.add_uploaded_product(session, ctx.taxonomy, ctx.media, user, data, category)
         made_by = None
         if suggested is not None:
@@ -282,14 +282,14 @@ def upload(ctx: AppContext, viewer: Viewer, paths: list[str], category: str | No
 
 def get_product(ctx: AppContext, viewer: Viewer, product_id: int) -> ProductView:
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         return product_view(ctx, session, user, db.get_product(session, user, product_id))
 
 
 def product_image(ctx: AppContext, viewer: Viewer, product_id: int, *, thumbnail: bool = False) -> Image.Image | None:
     """The product's photo (upright RGB) if the user may see it; None for a label-only product."""
     with ctx.transaction() as session:
-        product = db.get_product(session, _user(session, viewer), product_id)
+        product = db.get_product(session, user_of(session, viewer), product_id)
         path = db.image_path(ctx.media, product)
     if path is None:
         return None
@@ -314,7 +314,7 @@ def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str,
     if not isinstance(labels, dict):
         raise ServiceError("labels must be an object of attribute -> value")
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         product = db.get_product(session, user, product_id)
         cat = ctx.taxonomy.category(category)
         clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
@@ -357,12 +357,14 @@ def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str,
                 model_version_id=version if any(s != "seller" for s in sources.values()) else None,
             )
         after = db.current_labels(session, user, ctx.taxonomy, product)
+    if writes:
+        ctx.policy.nudge()  # the retrain policy looks at the new labels now, not at its next poll
     return SaveResult(product.id, cat.name, len(writes), sources, after)
 
 
 def review_queue(ctx: AppContext, viewer: Viewer, limit: int = 50) -> list[QueueItem]:
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         return [
             QueueItem(
                 item.product.id,
@@ -376,7 +378,7 @@ def review_queue(ctx: AppContext, viewer: Viewer, limit: int = 50) -> list[Queue
 
 def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[dict]:
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         products = db.list_products(session, user, limit=limit, offset=offset)
         labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
         return [
@@ -394,7 +396,7 @@ def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 
 
 def history(ctx: AppContext, viewer: Viewer, product_id: int) -> list[dict]:
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         return [
             {
                 "attribute": e.attribute,
@@ -425,7 +427,7 @@ def export_labels(ctx: AppContext, viewer: Viewer) -> str:
     """Current labels of the products the user may see, in the competition's train.csv layout."""
     out = _export_path("labels")
     with ctx.transaction() as session:
-        db.export_labels(session, _user(session, viewer), ctx.taxonomy, out)
+        db.export_labels(session, user_of(session, viewer), ctx.taxonomy, out)
     return str(out)
 
 
@@ -433,15 +435,15 @@ def export_predictions(ctx: AppContext, viewer: Viewer) -> str:
     """Newest predictions of the products the user may see, in the submission layout."""
     out = _export_path("predictions")
     with ctx.transaction() as session:
-        db.export_predictions(session, _user(session, viewer), ctx.taxonomy, out)
+        db.export_predictions(session, user_of(session, viewer), ctx.taxonomy, out)
     return str(out)
 
 
 # -- admins ------------------------------------------------------------------------------------
 
 
-def _admin(session: Session, viewer: Viewer) -> db.User:
-    user = _user(session, viewer)
+def admin_of(session: Session, viewer: Viewer) -> db.User:
+    user = user_of(session, viewer)
     require_admin(user)
     return user
 
@@ -456,7 +458,7 @@ def _dataset_folder(data_dir: str) -> Path:
 def adopt_taxonomy(ctx: AppContext, viewer: Viewer, data_dir: str) -> dict:
     """Make the taxonomy of a dataset folder on the server the app's; refused once products exist."""
     with ctx.transaction() as session:
-        _admin(session, viewer)
+        admin_of(session, viewer)
     folder = _dataset_folder(data_dir)
     adopted = adoption.adopt_dataset_taxonomy(ctx, folder)
     summary = "The app uses this taxonomy already." if adopted is None else adoption.adopted_summary(adopted, folder)
@@ -475,7 +477,7 @@ def import_data(
     ``adopt_taxonomy``: while the database holds no products, make the dataset's taxonomy the app's.
     """
     with ctx.transaction() as session:
-        admin = _admin(session, viewer)
+        admin = admin_of(session, viewer)
     folder = _dataset_folder(data_dir)
     adopted = adoption.adopt_dataset_taxonomy(ctx, folder) if adopt_taxonomy else None
     try:
@@ -501,7 +503,7 @@ def has_products(ctx: AppContext) -> bool:
 
 def label_counts(ctx: AppContext, viewer: Viewer) -> list[dict]:
     with ctx.transaction() as session:
-        counts = db.label_counts(session, _user(session, viewer), ctx.taxonomy)
+        counts = db.label_counts(session, user_of(session, viewer), ctx.taxonomy)
     rows = []
     for cat in ctx.taxonomy.categories:
         for attr in cat.attributes:
@@ -518,7 +520,7 @@ def label_counts(ctx: AppContext, viewer: Viewer) -> list[dict]:
 
 def versions(ctx: AppContext, viewer: Viewer) -> list[dict]:
     with ctx.transaction() as session:
-        _admin(session, viewer)
+        admin_of(session, viewer)
         return [
             {
                 "version": v.id,
@@ -536,27 +538,31 @@ def versions(ctx: AppContext, viewer: Viewer) -> list[dict]:
 
 def activate(ctx: AppContext, viewer: Viewer, version_id: str) -> Activation:
     with ctx.transaction() as session:
-        _admin(session, viewer)
+        admin_of(session, viewer)
     loaded = ctx.models.activate(str(version_id))
     # Re-scored in the background; the form suggests on demand for products not reached yet.
     rescored = ctx.models.start_rescore()
     return Activation(loaded.version_id, rescored)
 
 
-def start_training(ctx: AppContext, viewer: Viewer, kind: str = "heads") -> dict:
+def start_training(ctx: AppContext, viewer: Viewer, kind: str = "heads", fresh: bool = False) -> dict:
+    """An admin's run: heads-only, or full (fine-tuning the active version, or ``fresh`` from the
+    configured trunk)."""
     with ctx.transaction() as session:
-        admin = _admin(session, viewer)
-    run_id = ctx.models.start_training(kind, admin)
+        admin = admin_of(session, viewer)
+    run_id = ctx.models.start_training(kind, admin, fresh=bool(fresh))
     return {"run_id": run_id, "kind": kind}
 
 
 def training_runs(ctx: AppContext, viewer: Viewer, limit: int = 10) -> list[dict]:
     with ctx.transaction() as session:
-        _admin(session, viewer)
+        admin_of(session, viewer)
         return [
             {
                 "run_id": r.id,
                 "kind": r.kind,
+                "trigger": r.trigger,
+                "init": (r.params or {}).get("init"),
                 "status": r.status,
                 "progress": round(r.progress, 3),
                 "message": r.message,
@@ -591,5 +597,5 @@ def get_user_name(ctx: AppContext, viewer: Viewer) -> str:
 def signed_in(ctx: AppContext, viewer: Viewer) -> tuple[str, str]:
     """The signed-in user's (name, role); raises AccessDenied for an unknown user."""
     with ctx.transaction() as session:
-        user = _user(session, viewer)
+        user = user_of(session, viewer)
         return user.name, user.role

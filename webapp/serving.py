@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,10 @@ RESCORE_BATCH = 32  # photos per prediction batch and per write transaction
 
 class ModelError(RuntimeError):
     """A model version that cannot be loaded or used; the text says why."""
+
+
+class RunCancelled(Exception):
+    """An admin cancelled the run (its row says so); the thread stops and registers nothing."""
 
 
 @dataclass(frozen=True)
@@ -152,21 +157,37 @@ class ModelManager:
     def training(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start_training(self, kind: str, user: db.User, *, on_done: Callable[[], None] | None = None) -> int:
-        """Queue a run and start it in a background thread; one run at a time."""
+    def start_training(
+        self,
+        kind: str,
+        user: db.User,
+        *,
+        trigger: str = "admin",
+        fresh: bool = False,
+        on_done: Callable[[], None] | None = None,
+    ) -> int:
+        """Queue a run and start it in a background thread; one run at a time.
+
+        A full run fine-tunes the active version when there is one, unless ``fresh`` (from the
+        configured trunk: ImageNet weights, a weights file or random initialisation)."""
         if kind not in KINDS:
             raise ValueError(f"unknown training kind {kind!r}; choose one of {', '.join(KINDS)}")
         if not self._training.acquire(blocking=False):
             raise db.RunInProgressError("a training run is already going; wait for it to finish")
+        warm = kind == "full" and not fresh and self._loaded is not None
+        params = {"kind": kind, "init": self._loaded.version_id if warm and self._loaded is not None else None}
         try:
             with self.sessions.begin() as session:
-                run = db.create_run(session, kind=kind, params={"kind": kind}, created_by=user)
+                run = db.create_run(session, kind=kind, params=params, created_by=user, trigger=trigger)
                 run_id = run.id
         except BaseException:
             self._training.release()
             raise
         self._thread = threading.Thread(
-            target=self._run, args=(run_id, kind, user.id, on_done), name=f"training-run-{run_id}", daemon=True
+            target=self._run,
+            args=(run_id, kind, user.id, trigger, warm, on_done),
+            name=f"training-run-{run_id}",
+            daemon=True,
         )
         self._thread.start()
         return run_id
@@ -184,20 +205,47 @@ class ModelManager:
                 return
             last[0] = now
             with self.sessions.begin() as session:
+                if not db.run_is_active(session, run_id):  # cancelled by an admin
+                    raise RunCancelled(f"training run {run_id} was cancelled")
                 db.update_run(session, run_id, progress=min(max(fraction, 0.0), 1.0), message=message)
 
         return report
 
-    def _run(self, run_id: int, kind: str, user_id: int, on_done: Callable[[], None] | None) -> None:
+    def cancel(self, run_id: int, by: db.User | None = None) -> None:
+        """End a queued or running run as cancelled; its thread stops at its next progress report
+        and registers nothing. Refused once the run has registered its version."""
+        with self.sessions.begin() as session:
+            run = db.get_run(session, run_id)
+            if run.result_version_id is not None and run.status in db.RUN_ACTIVE_STATUSES:
+                raise db.RegistryError(
+                    f"training run {run_id} has already registered version {run.result_version_id}; "
+                    "it can no longer be cancelled (roll back in the versions list instead)"
+                )
+            db.cancel_run(session, run_id, by)
+        log.info("training run %s cancelled", run_id)
+
+    def _run(
+        self,
+        run_id: int,
+        kind: str,
+        user_id: int,
+        trigger: str,
+        warm: bool,
+        on_done: Callable[[], None] | None,
+    ) -> None:
+        out_dir = self.models_dir / f"run-{run_id:05d}"
         try:
             with self.sessions.begin() as session:
                 db.start_run(session, run_id)
             # This thread's intra-op threads only (OpenMP counts are per thread): one core stays
             # free for the suggestions that sellers wait for while the run goes on.
             with trainer.intra_op_threads(max(1, (os.cpu_count() or 1) - 1)):
-                status, message, version_id = self._train_and_gate(run_id, kind, user_id)
+                status, message, version_id = self._train_and_gate(run_id, kind, user_id, trigger, warm, out_dir)
             with self.sessions.begin() as session:
                 db.finish_run(session, run_id, status=status, message=message, result_version_id=version_id)
+        except RunCancelled:
+            log.info("training run %s stopped: cancelled", run_id)
+            shutil.rmtree(out_dir, ignore_errors=True)  # nothing was registered from it
         except Exception as exc:  # a failed run must say why and leave the active model in place
             log.exception("training run %s failed", run_id)
             with self.sessions.begin() as session:
@@ -207,20 +255,24 @@ class ModelManager:
             if on_done is not None:
                 on_done()
 
-    def _examples(self, user_id: int) -> list[LabeledExample]:
-        """Every product with a photo and at least one current label, as the admin sees them."""
+    def _examples(self, user_id: int) -> tuple[list[LabeledExample], int]:
+        """Every product with a photo and at least one current label, as the admin sees them,
+        and the label-event watermark they were read at (what the new version will have seen)."""
         with self.sessions.begin() as session:
             admin = db.get_user(session, user_id)
+            watermark = db.label_watermark(session)
             examples = db.labeled_examples(session, admin, self.taxonomy, self.media, require_image=True)
         labelled = [e for e in examples if any(v is not None for v in e.labels.values())]
         if len(labelled) < MIN_TRAINING_PRODUCTS:
             raise ModelError(
                 f"only {len(labelled)} products with a photo and labels; at least {MIN_TRAINING_PRODUCTS} are needed"
             )
-        return labelled
+        return labelled, watermark
 
-    def _train_and_gate(self, run_id: int, kind: str, user_id: int) -> tuple[str, str, str | None]:
-        examples = self._examples(user_id)
+    def _train_and_gate(
+        self, run_id: int, kind: str, user_id: int, trigger: str, warm: bool, out_dir: Path
+    ) -> tuple[str, str, str | None]:
+        examples, watermark = self._examples(user_id)
         active = self._loaded
         active_path, checksum = None, None
         if active is not None:
@@ -236,7 +288,6 @@ class ModelManager:
                 )
         progress = self._progress(run_id)
         # Each run writes into a folder of its own, so no version's file is ever overwritten.
-        out_dir = self.models_dir / f"run-{run_id:05d}"
         out_dir.mkdir(parents=True, exist_ok=True)
         if kind == "heads":
             result = trainer.retrain_heads(
@@ -248,7 +299,13 @@ class ModelManager:
                 progress=progress,
             )
         else:
-            result = trainer.train_full(examples, taxonomy=self.taxonomy, out_dir=out_dir, progress=progress)
+            result = trainer.train_full(
+                examples,
+                taxonomy=self.taxonomy,
+                out_dir=out_dir,
+                progress=progress,
+                init_checkpoint=active_path if warm else None,
+            )
         # One scoring function and one set of products for both sides: the products whose id
         # hashes into the held-out buckets (the same for every version), an unreadable photo
         # counting as wrong for the candidate and the active version alike.
@@ -256,18 +313,20 @@ class ModelManager:
         judged = [e for e in examples if e.id in held_out]
         if not judged:
             raise ModelError("no held-out products to judge the new model on; label more products")
-        candidate_score = trainer.evaluate_checkpoint(
+        candidate_report = trainer.evaluate_checkpoint(
             result.checkpoint_path, judged, cache_dir=self.cache_dir, expected_sha256=result.sha256 or None
-        ).score
+        )
+        candidate_score = candidate_report.score
         if active is not None and active_path is not None:
-            reference = trainer.evaluate_checkpoint(
+            reference_report = trainer.evaluate_checkpoint(
                 active_path, judged, cache_dir=self.cache_dir, expected_sha256=checksum
-            ).score
+            )
             against = f"active version {active.version_id}"
         else:
             trained_on = [e for e in examples if e.id not in held_out]
-            reference = trainer.majority_baseline(trained_on, judged, self.taxonomy).score
+            reference_report = trainer.majority_baseline(trained_on, judged, self.taxonomy)
             against = "the most-common-value baseline"
+        reference = reference_report.score
         accepted = candidate_score >= reference
         verdict = "activated" if accepted else "kept as a candidate"
         shown = ", ".join(sorted(held_out)[:5]) + (", ..." if len(held_out) > 5 else "")
@@ -275,7 +334,23 @@ class ModelManager:
             f"{verdict}: metric {candidate_score:.4f} vs {reference:.4f} for {against} "
             f"on the same {len(judged)} held-out products ({shown})"
         )
+        lineage = self._lineage(kind, active, len(examples), result)
+        metrics = {
+            **result.metrics,
+            **candidate_report.as_dict(),  # the gate's numbers: the same products as ``before``
+            "reference": reference,
+            "before": {"against": against, **reference_report.as_dict()},
+            "held_out": len(judged),
+            "label_watermark": watermark,
+            "labelled_products": len(examples),
+            "trigger": trigger,
+            "seconds": round(result.seconds, 1),
+            **lineage,
+        }
         with self.sessions.begin() as session:
+            run = db.get_run(session, run_id)
+            if run.status not in db.RUN_ACTIVE_STATUSES:  # cancelled while it was being judged
+                raise RunCancelled(f"training run {run_id} was cancelled")
             db.register_version(
                 session,
                 version_id=result.version_id,
@@ -283,15 +358,27 @@ class ModelManager:
                 checksum=result.sha256 or None,
                 taxonomy_fingerprint=self.taxonomy.fingerprint,
                 kind=kind,
-                metrics={**result.metrics, "score": candidate_score, "reference": reference, "held_out": len(judged)},
+                metrics=metrics,
                 parent_id=active.version_id if active is not None else None,
                 notes=message,
             )
+            run.result_version_id = result.version_id  # from here on the run can no longer be cancelled
         if not accepted:
             return "rejected", message, result.version_id
         self.activate(result.version_id)
         queued = self.start_rescore()
         return "succeeded", f"{message}; re-scoring {queued} queued products in the background", result.version_id
+
+    @staticmethod
+    def _lineage(kind: str, active: Loaded | None, labelled: int, result: trainer.TrainResult) -> dict:
+        """What the retrain policy needs to know of a new version's backbone: how many products
+        it was trained on (a heads-only version keeps its base's) and where its trunk came from."""
+        backbone_products = labelled
+        if kind == "heads" and active is not None:
+            backbone_products = (
+                active.metrics.get("backbone_products") or active.metrics.get("labelled_products") or labelled
+            )
+        return {"backbone_products": backbone_products, "backbone_source": result.backbone_source}
 
     def _queued(self, limit: int) -> list[tuple[int, int, str, str | None]]:
         """(owner id, product id, photo path, category) of every product waiting for confirmation."""

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import db
 
+from .policy import RetrainPolicy
+
 ENV_PREFIX = "VT_"
 
 
@@ -27,6 +29,24 @@ class Settings:
     taxonomy_file: Path | None = None  # None: the competition's default taxonomy
     max_upload_mb: int = 20
     session_hours: float = 12.0
+    # The retrain policy (``webapp.policy``): its defaults, which the Admin tab's switch overrides.
+    auto_retrain: bool = True
+    retrain_after: int = 100  # labelled products since the active version's data
+    retrain_min_minutes: float = 10.0
+    full_retrain_growth: float = 1.2
+    full_retrain_after_heads: int = 3
+    retrain_poll_seconds: float = 30.0
+
+    @property
+    def retrain_policy(self) -> RetrainPolicy:
+        return RetrainPolicy(
+            enabled=self.auto_retrain,
+            heads_after=self.retrain_after,
+            min_minutes=self.retrain_min_minutes,
+            full_growth=self.full_retrain_growth,
+            full_after_heads=self.full_retrain_after_heads,
+            poll_seconds=self.retrain_poll_seconds,
+        )
 
     @property
     def db_url(self) -> str:
@@ -102,6 +122,56 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _switch(value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("retrain policy (see webapp/policy.py)")
+    group.add_argument(
+        "--auto-retrain",
+        type=_switch,
+        default=_env("AUTO_RETRAIN", "on" if _DEFAULT.auto_retrain else "off"),
+        help="retrain by itself as labels come in: on or off; admins can switch it in the Admin tab [VT_AUTO_RETRAIN]",
+    )
+    group.add_argument(
+        "--retrain-after",
+        type=int,
+        default=_env("RETRAIN_AFTER", _DEFAULT.retrain_after),
+        help="start a run after this many newly labelled products [VT_RETRAIN_AFTER]",
+    )
+    group.add_argument(
+        "--retrain-min-minutes",
+        type=float,
+        default=_env("RETRAIN_MIN_MINUTES", _DEFAULT.retrain_min_minutes),
+        help="at most one automatic run per this many minutes [VT_RETRAIN_MIN_MINUTES]",
+    )
+    group.add_argument(
+        "--full-retrain-growth",
+        type=float,
+        default=_env("FULL_RETRAIN_GROWTH", _DEFAULT.full_retrain_growth),
+        help="a full retrain (fine-tuning the active version) once the labelled products grew by this factor "
+        "since its backbone was trained from scratch [VT_FULL_RETRAIN_GROWTH]",
+    )
+    group.add_argument(
+        "--full-retrain-after-heads",
+        type=int,
+        default=_env("FULL_RETRAIN_AFTER_HEADS", _DEFAULT.full_retrain_after_heads),
+        help="or after this many heads-only runs in a row [VT_FULL_RETRAIN_AFTER_HEADS]",
+    )
+    group.add_argument(
+        "--retrain-poll-seconds",
+        type=float,
+        default=_env("RETRAIN_POLL_SECONDS", _DEFAULT.retrain_poll_seconds),
+        help="how often the policy looks at the labels (it also looks after every save) [VT_RETRAIN_POLL_SECONDS]",
+    )
+
+
 def from_args(args: argparse.Namespace) -> Settings:
     def path(value: str | None) -> Path | None:
         return Path(value) if value else None
@@ -116,4 +186,10 @@ def from_args(args: argparse.Namespace) -> Settings:
         taxonomy_file=path(args.taxonomy_file),
         max_upload_mb=getattr(args, "max_upload_mb", _DEFAULT.max_upload_mb),
         session_hours=getattr(args, "session_hours", _DEFAULT.session_hours),
+        auto_retrain=getattr(args, "auto_retrain", _DEFAULT.auto_retrain),
+        retrain_after=getattr(args, "retrain_after", _DEFAULT.retrain_after),
+        retrain_min_minutes=getattr(args, "retrain_min_minutes", _DEFAULT.retrain_min_minutes),
+        full_retrain_growth=getattr(args, "full_retrain_growth", _DEFAULT.full_retrain_growth),
+        full_retrain_after_heads=getattr(args, "full_retrain_after_heads", _DEFAULT.full_retrain_after_heads),
+        retrain_poll_seconds=getattr(args, "retrain_poll_seconds", _DEFAULT.retrain_poll_seconds),
     )

@@ -12,10 +12,10 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from . import services
+from . import learning, services
 from .api import register_api
 from .context import AppContext
-from .errors import friendly
+from .errors import USER_ERRORS, friendly
 from .form import form_state, labels_from_slots, model_line, summary_markdown
 from .services import ProductView, ServiceError, Viewer
 from .ui_admin import build_admin
@@ -140,6 +140,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
                         save_msg = gr.Markdown()
+                        learning_md = gr.Markdown(elem_id="vt-learning")
             with gr.Tab("Review queue", id="queue"):
                 gr.Markdown(
                     "Your products with suggestions but no confirmed labels, least confident first. "
@@ -175,6 +176,15 @@ def build(ctx: AppContext) -> gr.Blocks:
             }
 
         demo.load(on_load, None, [header, admin_tab, upload_category], api_visibility="private")
+
+        def on_learning(request: gr.Request) -> str:
+            """What the seller's own corrections did (or wait for): shown on load and after saves."""
+            try:
+                return learning.my_corrections_line(ctx, Viewer.of(request))
+            except USER_ERRORS:  # signed out: the save's own message says so
+                return ""
+
+        demo.load(on_learning, None, [learning_md], api_visibility="private")
 
         @friendly
         def on_upload(paths: list[str] | None, chosen: str, request: gr.Request) -> dict[Any, Any]:
@@ -238,7 +248,9 @@ def build(ctx: AppContext) -> gr.Blocks:
         def on_save(data: dict[Any, Any], request: gr.Request) -> str:
             return do_save(data, Viewer.of(request))
 
-        save_btn.click(on_save, form_inputs, [save_msg], api_visibility="private")
+        save_btn.click(on_save, form_inputs, [save_msg], api_visibility="private").then(
+            on_learning, None, [learning_md], api_visibility="private"
+        )
 
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
@@ -253,7 +265,9 @@ def build(ctx: AppContext) -> gr.Blocks:
                 return {save_msg: message + " That was the last one: upload more photos.", **render(None)}
             return {save_msg: message, **open_product(viewer, following[0])}
 
-        next_btn.click(on_save_next, form_inputs, [save_msg, *form_outputs], api_visibility="private")
+        next_btn.click(on_save_next, form_inputs, [save_msg, *form_outputs], api_visibility="private").then(
+            on_learning, None, [learning_md], api_visibility="private"
+        )
 
         @friendly
         def on_queue(request: gr.Request) -> dict[Any, Any]:

@@ -11,7 +11,7 @@ import pandas as pd
 
 import db
 
-from . import services
+from . import learning, services
 from .adoption import ADOPT_CHECKBOX
 from .auth import AccessDenied
 from .context import AppContext
@@ -73,13 +73,47 @@ def run_markdown(runs: list[dict], training: bool) -> str:
         return "No training run yet."
     r = runs[0]
     bar = "█" * int(r["progress"] * 20) + "░" * (20 - int(r["progress"] * 20))
-    text = f"**Run {r['run_id']}** ({r['kind']}): **{r['status']}** `{bar}` {r['progress']:.0%}  \n"
+    started = "the retrain policy" if r.get("trigger") == "policy" else "an admin"
+    kind = "full, fine-tuning " + r["init"] if r["kind"] == "full" and r.get("init") else r["kind"]
+    text = f"**Run {r['run_id']}** ({kind}, started by {started}): **{r['status']}** `{bar}` {r['progress']:.0%}  \n"
     text += html.escape(r["message"] or "")
     if r["error"]:
         text += f"  \nError: {html.escape(r['error'])}"
     if training:
         text += "  \n_A run is going: the training buttons are off until it ends._"
     return text
+
+
+def change_frame(change: learning.VersionChange | None) -> pd.DataFrame:
+    """Per attribute, before -> after on the same held-out products, biggest gain first."""
+    columns = ["attribute", "before", "after", "change", "right before", "right after", "products"]
+    if change is None:
+        return pd.DataFrame(columns=columns)
+    rows = [
+        {
+            "attribute": f"{c.category} / {c.attribute}",
+            "before": round(c.before, 3),
+            "after": round(c.after, 3),
+            "change": round(c.change, 3),
+            "right before": f"{c.right_before:.0%}",
+            "right after": f"{c.right_after:.0%}",
+            "products": c.support,
+        }
+        for c in change.attributes
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def change_markdown(change: learning.VersionChange | None) -> str:
+    if change is None:
+        return "_No comparison yet: it appears after the next retrain is judged._"
+    gained = sum(1 for c in change.attributes if c.change > 0.0005)
+    lost = sum(1 for c in change.attributes if c.change < -0.0005)
+    return (
+        f"**Version `{change.version}` against {html.escape(change.against)}**, on the same {change.held_out} "
+        f"held-out products: metric {change.score_before:.3f} -> {change.score_after:.3f} "
+        f"({change.score_after - change.score_before:+.3f}); {gained} attributes better, {lost} worse."
+    )
 
 
 def build_admin(ctx: AppContext) -> None:
@@ -105,9 +139,16 @@ def build_admin(ctx: AppContext) -> None:
     with gr.Accordion("Model", open=True):
         active_model_md = gr.Markdown()
         with gr.Row():
+            auto_retrain = gr.Checkbox(label="Retrain automatically as labels come in", value=True, scale=1)
+            policy_md = gr.Markdown(scale=3)
+        with gr.Row():
             retrain_btn = gr.Button("Retrain (heads, fast)", variant="primary")
-            full_btn = gr.Button("Full training (slow on a CPU)")
+            full_btn = gr.Button("Full retrain (fine-tunes the active model; slow on a CPU)")
+            fresh_btn = gr.Button("Full training from scratch (slowest)")
+            cancel_btn = gr.Button("Cancel the run", variant="stop", interactive=False)
         run_md = gr.Markdown("No training run yet.")
+        change_md = gr.Markdown()
+        change_table = gr.Dataframe(interactive=False, label="Per attribute: the active version against the one before")
         versions_table = gr.Dataframe(interactive=False, label="Model versions (newest first)")
         with gr.Row():
             version_pick = gr.Dropdown(label="Version", choices=[], scale=3)
@@ -181,6 +222,8 @@ def build_admin(ctx: AppContext) -> None:
         except AccessDenied:
             return {}
         training = ctx.models.training
+        state = learning.policy_state(ctx, viewer)
+        change = learning.version_change(ctx, viewer)
         choices = [
             (
                 f"{r['version']} ({r['status']}, {r['score'] if r['score'] is None else round(r['score'], 4)})",
@@ -192,6 +235,12 @@ def build_admin(ctx: AppContext) -> None:
             run_md: run_markdown(runs, training),
             retrain_btn: gr.update(interactive=not training),
             full_btn: gr.update(interactive=not training),
+            fresh_btn: gr.update(interactive=not training),
+            cancel_btn: gr.update(interactive=bool(runs) and runs[0]["status"] in db.RUN_ACTIVE_STATUSES),
+            policy_md: state.describe(),
+            auto_retrain: gr.update(value=state.enabled),
+            change_md: change_markdown(change),
+            change_table: change_frame(change),
             versions_table: versions_frame(rows),
             version_pick: gr.update(choices=choices),
             score_plot: score_history(rows),
@@ -203,6 +252,12 @@ def build_admin(ctx: AppContext) -> None:
         run_md,
         retrain_btn,
         full_btn,
+        fresh_btn,
+        cancel_btn,
+        policy_md,
+        auto_retrain,
+        change_md,
+        change_table,
         versions_table,
         version_pick,
         score_plot,
@@ -217,18 +272,34 @@ def build_admin(ctx: AppContext) -> None:
     timer.tick(on_model_line, None, [active_model_md], api_visibility="private", show_progress="hidden")
 
     @friendly
-    def on_train(kind: str, request: gr.Request) -> dict:
-        services.start_training(ctx, Viewer.of(request), kind)
+    def on_train(kind: str, fresh: bool, request: gr.Request) -> dict:
+        services.start_training(ctx, Viewer.of(request), kind, fresh=fresh)
         return refresh(request)
 
     def on_retrain(request: gr.Request) -> dict:
-        return on_train("heads", request)
+        return on_train("heads", False, request)
 
     def on_full(request: gr.Request) -> dict:
-        return on_train("full", request)
+        return on_train("full", False, request)
+
+    def on_fresh(request: gr.Request) -> dict:
+        return on_train("full", True, request)
+
+    @friendly
+    def on_cancel(request: gr.Request) -> dict:
+        learning.cancel_run(ctx, Viewer.of(request))
+        return refresh(request)
+
+    @friendly
+    def on_auto(enabled: bool, request: gr.Request) -> dict:
+        learning.set_auto_retrain(ctx, Viewer.of(request), enabled)
+        return refresh(request)
 
     retrain_btn.click(on_retrain, None, outputs, api_visibility="private")
     full_btn.click(on_full, None, outputs, api_visibility="private")
+    fresh_btn.click(on_fresh, None, outputs, api_visibility="private")
+    cancel_btn.click(on_cancel, None, outputs, api_visibility="private")
+    auto_retrain.input(on_auto, [auto_retrain], outputs, api_visibility="private")
 
     @friendly
     def on_activate(version: str | None, request: gr.Request) -> dict:

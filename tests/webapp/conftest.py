@@ -19,6 +19,7 @@ from taxonomy import Taxonomy
 from tests.trainer.conftest import TINY_MODEL, TINY_TRAIN, draw, make_examples, make_taxonomy
 from trainer import TrainResult, train_full
 from webapp.context import AppContext
+from webapp.policy import PolicyRunner
 from webapp.services import Viewer
 from webapp.serving import ModelManager
 from webapp.settings import Settings
@@ -96,7 +97,13 @@ def app(tmp_path: Path, gen_taxonomy: Taxonomy, tiny_trained: TrainResult) -> Ap
     )
     manager.activate(versions[0])
     ctx = AppContext(
-        settings=settings, taxonomy=gen_taxonomy, engine=engine, sessions=sessions, media=media, models=manager
+        settings=settings,
+        taxonomy=gen_taxonomy,
+        engine=engine,
+        sessions=sessions,
+        media=media,
+        models=manager,
+        policy=PolicyRunner(settings.retrain_policy, sessions, manager),  # not started: tests call check()
     )
     photos = tmp_path / "photos"
     photos.mkdir()
