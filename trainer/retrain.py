@@ -228,6 +228,10 @@ def retrain_heads(
             "held_out_examples": len(held),
             "epochs_run": len(history),
             "warm_start": warm,
+            # The early-stopping slice's metric of the heads it started from (a warm start) and of
+            # the heads it kept: a retrain never keeps heads that score below its start there.
+            "early_stop_start": history[0]["val_score"] if warm and history and history[0]["epoch"] == 0 else None,
+            "early_stop_best": max((h["val_score"] for h in history if "val_score" in h), default=None),
         }
     )
     out = Path(out_dir)

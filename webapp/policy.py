@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -137,7 +137,7 @@ def _last_automatic(session: Session) -> datetime | None:
 
 def decide(session: Session, policy: RetrainPolicy, now: datetime | None = None) -> PolicyState:
     """What the policy would do now, read from the database alone."""
-    now = now or db.utcnow()
+    now = now or datetime.now(UTC)
     stored = stored_enabled(session)
     enabled = policy.enabled if stored is None else stored
     running = db.running_run(session) is not None

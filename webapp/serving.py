@@ -236,6 +236,8 @@ class ModelManager:
         out_dir = self.models_dir / f"run-{run_id:05d}"
         try:
             with self.sessions.begin() as session:
+                if not db.run_is_active(session, run_id):  # cancelled before it started
+                    raise RunCancelled(f"training run {run_id} was cancelled")
                 db.start_run(session, run_id)
             # This thread's intra-op threads only (OpenMP counts are per thread): one core stays
             # free for the suggestions that sellers wait for while the run goes on.
@@ -248,8 +250,13 @@ class ModelManager:
             shutil.rmtree(out_dir, ignore_errors=True)  # nothing was registered from it
         except Exception as exc:  # a failed run must say why and leave the active model in place
             log.exception("training run %s failed", run_id)
-            with self.sessions.begin() as session:
-                db.finish_run(session, run_id, status="failed", message="failed", error=f"{type(exc).__name__}: {exc}")
+            try:
+                with self.sessions.begin() as session:
+                    db.finish_run(
+                        session, run_id, status="failed", message="failed", error=f"{type(exc).__name__}: {exc}"
+                    )
+            except db.RegistryError:  # cancelled meanwhile: it stays cancelled
+                log.warning("training run %s had already ended when it failed", run_id)
         finally:
             self._training.release()
             if on_done is not None:
