@@ -19,6 +19,7 @@ SMOKE = {
     "embed_throughput.py": ["--smoke"],
     "app_memory.py": ["--smoke"],
     "run_all.py": ["--smoke", "--only", "import_labels"],
+    "loop.py": ["--smoke"],
 }
 
 

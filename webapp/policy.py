@@ -12,7 +12,8 @@ by the label-event watermark each version records, so every process on the datab
   fine-tuning the active version, once the labelled set has grown by ``full_growth`` since the
   backbone was trained or after ``full_after_heads`` heads-only runs in a row; heads in between.
 
-A run starts once ``heads_after`` products were labelled since the active version's data, and
+A run starts once ``heads_after`` products were labelled since the newest version's data (the
+active one, or a newer candidate the gate rejected), and
 at most one automatic run every ``min_minutes``. An admin switches the policy off or on in the
 Admin tab (stored in the database); ``VT_AUTO_RETRAIN`` is the default.
 """
@@ -145,18 +146,20 @@ def decide(session: Session, policy: RetrainPolicy, now: datetime | None = None)
     wait = 0.0 if last is None else max(0.0, policy.min_minutes * 60 - (now - last).total_seconds())
     active = db.active_version(session)
     labelled = db.labelled_products(session)
+    # Counted since the newest version's data, active or not: a candidate the gate rejected was
+    # trained on these labels already, and training again on them would judge the same again.
+    versions = db.list_versions(session)
+    newest = versions[0] if versions else None
     if active is None:
-        return PolicyState(
-            enabled,
-            "full",
-            "no model yet: the first one is a full training",
-            labelled,
-            MIN_TRAINING_PRODUCTS,
-            wait,
-            running,
-        )
+        if newest is None:
+            reason, new, threshold = "no model yet: the first one is a full training", labelled, MIN_TRAINING_PRODUCTS
+        else:
+            new = db.products_labelled_since(session, version_watermark(session, newest))
+            reason, threshold = "no model active yet: the next one is a full training", policy.heads_after
+        return PolicyState(enabled, "full", reason, new, threshold, wait, running)
     metrics = active.metrics or {}
-    new = db.products_labelled_since(session, version_watermark(session, active))
+    floor = max(version_watermark(session, active), version_watermark(session, newest) if newest else 0)
+    new = db.products_labelled_since(session, floor)
     source = str(metrics.get("backbone_source", "random"))
     backbone_products = int(metrics.get("backbone_products") or metrics.get("labelled_products") or 0)
     in_a_row = _heads_in_a_row(session)

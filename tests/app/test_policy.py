@@ -50,7 +50,8 @@ def test_labels_start_runs_by_themselves_and_the_form_suggests_from_the_new_vers
         v1 = first_run["version"]
         assert admin.predict(api_name="/model_status")["active"] == v1
         state = admin.predict(api_name="/retrain_policy")
-        assert state["kind"] == "heads" and state["remaining"] == 4 and "after 4 more labelled products" in state["text"]
+        assert state["kind"] == "heads" and state["remaining"] == 4
+        assert "after 4 more labelled products" in state["text"]
 
         # Alice labels four new products; the fourth save starts a heads retrain.
         for i in range(4):
@@ -78,5 +79,5 @@ def test_labels_start_runs_by_themselves_and_the_form_suggests_from_the_new_vers
 
 
 def test_a_bad_policy_flag_is_refused_with_its_name(tmp_path):
-    with pytest.raises(RuntimeError, match="--auto-retrain.*expected on or off"):
+    with pytest.raises(RuntimeError, match=r"--auto-retrain.*expected on or off"):
         start_app(tmp_path / "data", tmp_path, {"VT_AUTO_RETRAIN": "sometimes"})

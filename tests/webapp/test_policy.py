@@ -148,3 +148,15 @@ def test_a_cancelled_run_ends_as_cancelled_and_registers_nothing(app: App) -> No
 
 def _parts(app: App):
     return app.ctx.sessions, app.ctx.models
+
+
+def test_after_a_rejected_candidate_the_policy_waits_for_new_labels(app: App) -> None:
+    label_products(app, 6)
+    assert state(app).due
+    with app.ctx.sessions.begin() as session:  # a candidate the gate kept out, trained on those six
+        version = db.get_version(session, "v-two")
+        version.metrics = {**version.metrics, "label_watermark": db.label_watermark(session)}
+        version.created_at = datetime.now(UTC)
+    assert state(app).new_products == 0 and not state(app).due
+    label_products(app, 5, start=6)
+    assert state(app).due
