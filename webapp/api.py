@@ -87,10 +87,12 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         """Admin: while the database holds no products, make a dataset folder's taxonomy the app's."""
         return services.adopt_taxonomy(ctx, Viewer.of(request), data_dir)
 
-    def retrain(kind: str, request: gr.Request, fresh: bool = False) -> dict:
-        """Admin: start a training run in the background: kind "heads" (fast) or "full" (fine-tunes the
-        active version; ``fresh``: from the configured trunk instead)."""
-        return services.start_training(ctx, Viewer.of(request), kind or "heads", fresh=fresh)
+    def retrain(kind: str, request: gr.Request) -> dict:
+        """Admin: start a training run in the background: kind "heads" (fast), "full" (fine-tunes the
+        active version, or trains the first one) or "full-scratch" (from the configured trunk)."""
+        kind = kind or "heads"
+        fresh = kind == "full-scratch"
+        return services.start_training(ctx, Viewer.of(request), "full" if fresh else kind, fresh=fresh)
 
     def cancel_run(run_id: int, request: gr.Request) -> dict:
         """Admin: cancel a queued or running training run (0: the one that is going); nothing is registered."""

@@ -118,6 +118,10 @@ def _merged(changes: tuple[AttributeChange, ...], attribute: str) -> tuple[float
     return before, after, support
 
 
+def _corrections(n: int) -> str:
+    return f"{n} correction" if n == 1 else f"{n} corrections"
+
+
 def my_corrections_line(ctx: AppContext, viewer: Viewer) -> str:
     """One line for the Label tab: what this seller's corrections did for the model now serving,
     or what they are waiting for."""
@@ -126,7 +130,7 @@ def my_corrections_line(ctx: AppContext, viewer: Viewer) -> str:
         active = db.active_version(session)
         if active is None:
             pending = sum(db.corrections_between(session, user, 0, None).values())
-            return f"Your {pending} corrections will train the first model." if pending else ""
+            return f"Your {_corrections(pending)} will train the first model." if pending else ""
         watermark = policy_mod.version_watermark(session, active)
         parent = db.get_version(session, active.parent_id) if active.parent_id else None
         floor = policy_mod.version_watermark(session, parent) if parent is not None else 0
@@ -139,18 +143,18 @@ def my_corrections_line(ctx: AppContext, viewer: Viewer) -> str:
         when = ""
         if state.enabled and state.remaining:
             when = f"; the next retrain starts after {state.remaining} more labelled products"
-        later = f"Your {waiting} newer corrections go into the next retrain{when}."
+        later = f"Your {_corrections(waiting)} since then go into the next retrain{when}."
     if not used:
         return later
     changes = _merged(_changes(metrics), max(used, key=lambda a: used[a]))
     total = sum(used.values())
     if changes is None:
-        now = f"Your last {total} corrections trained the model now serving."
+        now = f"Your last {_corrections(total)} trained the model now serving."
     else:
         before, after, support = changes
         attribute = max(used, key=lambda a: used[a])
         now = (
-            f"Your last {total} corrections trained the model now serving: {attribute} {before:.0%} -> {after:.0%} "
+            f"Your last {_corrections(total)} trained the model now serving: {attribute} {before:.0%} -> {after:.0%} "
             f"right on {support} held-out products."
         )
     return f"{now} {later}".strip()

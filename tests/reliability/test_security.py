@@ -18,7 +18,8 @@ from tests.app._data import jpeg, photo
 from tests.reliability.conftest import RawClient, client, db_url, launch, query, serving, stop_app
 
 # Every named endpoint and what may reach it: "any" signed-in user, a seller's "own" products
-# only (by id), a "list" of the caller's own products, a "new" product of the caller, "admin" only.
+# only (by id), a "list" of the caller's own products, a "new" product of the caller, "admin" only,
+# "self": a line about the caller's own corrections.
 NAMED = {
     "/upload": "new",
     "/product": "own",
@@ -32,6 +33,11 @@ NAMED = {
     "/import_data": "admin",
     "/adopt_taxonomy": "admin",
     "/retrain": "admin",
+    "/cancel_run": "admin",
+    "/retrain_policy": "admin",
+    "/set_auto_retrain": "admin",
+    "/version_change": "admin",
+    "/my_corrections": "self",
     "/runs": "admin",
     "/versions": "admin",
     "/activate": "admin",
@@ -49,6 +55,12 @@ UI_EVENTS = {
     "on_model_line",  # the active model's line: what /model_status tells every signed-in user
     "on_retrain",
     "on_full",
+    "on_fresh",  # a full training from scratch
+    "on_cancel",  # cancel the run that is going
+    "on_auto",  # the retrain policy's switch
+    "on_learning",  # the seller's own corrections line (on load, after save, after save-and-next)
+    "on_learning_1",
+    "on_learning_2",
     "on_activate",
     "on_load",
     "on_upload",
@@ -172,11 +184,19 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
             "/import_data": ("/", True),
             "/adopt_taxonomy": ("/",),
             "/retrain": ("heads",),
+            "/cancel_run": (0,),
+            "/set_auto_retrain": (False,),
+            "/version_change": ("planted",),
             "/runs": (5,),
             "/activate": ("planted",),
         }
         outcome, message = call_as(app, "bob", endpoint, *args.get(endpoint, ()))
         assert outcome == "error" and "only an admin may do this" in message, message
+    elif kind == "self":
+        outcome, line = call_as(app, "bob", endpoint)
+        assert outcome == "complete" and line == {"text": ""}, line  # alice's corrections are not bob's
+        outcome, line = call_as(app, "alice", endpoint)
+        assert outcome == "complete" and line["text"] == "Your 1 correction will train the first model.", line
     else:
         outcome, status = call_as(app, "bob", endpoint)
         assert outcome == "complete" and set(status) == {"active", "training"}
