@@ -7,8 +7,10 @@ import csv
 import json
 import logging
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+
+import torch
 
 from taxonomy import (
     ImageError,
@@ -23,13 +25,15 @@ from taxonomy import (
 )
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig, default_model_config, default_train_config
+from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
 from .data import DataError, read_dataset
+from .distributed import DistContext, distributed_run
 from .embeddings import embed_examples
 from .pipeline import train_full
 from .predictor import Predictor
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
+from .train import TrainResult
 
 
 class CommandError(Exception):
@@ -56,25 +60,72 @@ def _report_skipped(skipped: tuple | list, what: str = "photos") -> None:
         print(f"skipped {len(skipped)} unreadable or missing {what}; first: {skipped[0][0]}: {skipped[0][1]}")
 
 
+def _config_file(path: Path, config: TrainConfig, model_config: ModelConfig) -> tuple[TrainConfig, ModelConfig]:
+    """``config`` and ``model_config`` with the fields named in the JSON file's "train" and
+    "model" objects (the layout of a run's config.json, whose other keys are ignored)."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read the config file {path}: {exc}") from None
+    if not isinstance(raw, dict) or not {"train", "model"} & set(raw):
+        raise CommandError(f'{path}: a config file is a JSON object with a "train" and/or a "model" object')
+    out = []
+    for key, base in (("train", config), ("model", model_config)):
+        given = raw.get(key, {})
+        known = {f.name for f in fields(base)}
+        unknown = sorted(set(given) - known) if isinstance(given, dict) else ["(not an object)"]
+        if unknown:
+            raise CommandError(f"{path}: unknown {key} settings {unknown}; known: {sorted(known)}")
+        try:
+            out.append(type(base).from_dict({**base.to_dict(), **given}))
+        except (TypeError, ValueError) as exc:
+            raise CommandError(f"{path}: {exc}") from None
+    return out[0], out[1]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    with distributed_run(resolve_device(args.device)) as (dist, device):
+        if dist.enabled and args.mode == "heads":
+            raise CommandError("--mode heads trains on one process; run it without torchrun")
+        result = _train(args, device, dist)
+    score = result.metrics.get("score")
+    if dist.enabled:
+        print(f"rank {dist.rank} of {dist.world_size}: last epoch's parameters sha256 {result.last_state_sha256}")
+    if dist.is_main:
+        _report_skipped(result.skipped)
+        print(f"checkpoint {result.checkpoint_path} (version {result.version_id}, sha256 {result.sha256[:12]})")
+        print(f"held-out score {score:.4f}" if score is not None else "no held-out examples to score")
+    return 0
+
+
+def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) -> TrainResult:
     data = _data_dir(args.data)
     taxonomy = _taxonomy_for(data, args.taxonomy)
     examples, errors = read_dataset(data, taxonomy)
-    if errors:
+    if errors and dist.is_main:
         print(f"skipped {len(errors)} bad rows of train.csv; first: line {errors[0].row}: {errors[0].reason}")
-    device = resolve_device(args.device)
     config: TrainConfig = default_train_config(device.type)
+    model_config = default_model_config(device.type)
+    if args.config:
+        config, model_config = _config_file(args.config, config, model_config)
     config = replace(config, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    if args.batch_size:
+        config = replace(config, batch_size=args.batch_size)
+    try:
+        dist.rank_batch(config.batch_size)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     if args.epochs and args.mode == "heads":
         config = replace(config, heads_epochs=args.epochs)
-    model_config = default_model_config(device.type, weights=args.weights)
+    if args.weights:
+        model_config = replace(model_config, weights=args.weights)
     if args.arch:
         model_config = replace(model_config, arch=args.arch)
     if args.image_size:
         model_config = replace(model_config, image_size=args.image_size)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
     if args.mode == "heads":
-        result = retrain_heads(
+        return retrain_heads(
             examples,
             taxonomy=taxonomy,
             base_checkpoint=args.base,
@@ -86,23 +137,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_config=model_config,
             progress=progress,
         )
-    else:
-        result = train_full(
-            examples,
-            taxonomy=taxonomy,
-            out_dir=args.out,
-            config=config,
-            model_config=model_config,
-            device=device,
-            seed=args.seed,
-            resume=args.resume,
-            progress=progress,
-        )
-    _report_skipped(result.skipped)
-    score = result.metrics.get("score")
-    print(f"checkpoint {result.checkpoint_path} (version {result.version_id}, sha256 {result.sha256[:12]})")
-    print(f"held-out score {score:.4f}" if score is not None else "no held-out examples to score")
-    return 0
+    return train_full(
+        examples,
+        taxonomy=taxonomy,
+        out_dir=args.out,
+        config=config,
+        model_config=model_config,
+        device=device,
+        seed=args.seed,
+        resume=args.resume,
+        progress=progress,
+        dist=dist,
+    )
 
 
 def _checked_examples(data: Path, csv_name: str, taxonomy: Taxonomy) -> list[LabeledExample]:
@@ -212,13 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="output folder (model.pt, config.json, train.log)")
     train.add_argument("--mode", choices=["full", "heads"], default="full")
     train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--weights", default="imagenet", help="imagenet, none or a local ResNet weights file")
+    train.add_argument("--weights", default=None, help="imagenet (the default), none or a local ResNet weights file")
     train.add_argument("--arch", choices=["resnet18", "resnet34", "resnet50"], default=None)
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--base", type=Path, default=None, help="heads mode: checkpoint whose backbone is kept")
     train.add_argument("--cache", type=Path, default=None, help="heads mode: embedding cache folder")
     train.add_argument("--taxonomy", type=Path, default=None, help="taxonomy JSON (default: from the data)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--batch-size", type=int, default=None, help="the global batch; under torchrun each process takes 1/N of it"
+    )
+    train.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help='JSON overriding defaults: {"train": {TrainConfig fields}, "model": {ModelConfig fields}} '
+        "(a run's config.json works); the flags above override it",
+    )
     train.add_argument("--resume", action="store_true", help="full mode: continue OUT/last.pt")
     train.set_defaults(func=cmd_train)
 

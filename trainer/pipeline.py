@@ -15,6 +15,7 @@ from taxonomy import LabeledExample, Taxonomy, file_sha256
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_model_config, default_train_config, finetune_config
 from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
+from .distributed import SINGLE, DistContext
 from .labels import encode_labels
 from .model import build_model
 from .preprocess import Preprocess
@@ -42,6 +43,7 @@ def train_full(
     resume: bool = False,
     fetch: Fetch | None = None,
     init_checkpoint: str | os.PathLike | None = None,
+    dist: DistContext = SINGLE,
 ) -> TrainResult:
     """Train backbone and heads on ``examples``; the epoch that scores best on an early-stopping
     slice of the training part is written to ``out_dir/model.pt``, and the returned metrics are its
@@ -49,7 +51,10 @@ def train_full(
 
     With ``init_checkpoint`` (the active version, in the app) the run fine-tunes that model, its
     architecture and preprocessing kept, on the shorter schedule of ``config.finetune_config``
-    unless ``config`` is given: what a retrain after new labels needs, at a fraction of the cost."""
+    unless ``config`` is given: what a retrain after new labels needs, at a fraction of the cost.
+
+    Under ``torchrun`` every rank calls this with the same examples and its ``dist`` (see
+    ``distributed.py``); ``device`` is then this rank's. Only rank 0 writes."""
     t0 = time.perf_counter()
     report = progress or (lambda f, m: None)
     require_trainable(examples)
@@ -97,6 +102,7 @@ def train_full(
         resume=resume,
         progress=lambda f, m: report(0.1 + 0.9 * f, m),
         extra_config={"seed": seed, "init_version": base.version_id if base is not None else None},
+        dist=dist,
     )
     # Scored as the gate scores every version (``evaluate_checkpoint``): an unreadable held-out
     # photo counts as wrong, no mirroring (the app serves without it).
@@ -112,16 +118,18 @@ def train_full(
         }
     )
     # The checkpoint describes itself by the held-out numbers too (same weights, same version id).
-    save_checkpoint(
-        result.checkpoint_path,
-        model,
-        preprocess=preprocess,
-        train_config=config.to_dict(),
-        metrics=metrics,
-        backbone_source=source,
-        version_id=result.checkpoint.version_id,
-        parent_version=base.version_id if base is not None else None,
-    )
+    if dist.is_main:
+        save_checkpoint(
+            result.checkpoint_path,
+            model,
+            preprocess=preprocess,
+            train_config=config.to_dict(),
+            metrics=metrics,
+            backbone_source=source,
+            version_id=result.checkpoint.version_id,
+            parent_version=base.version_id if base is not None else None,
+        )
+    dist.barrier()
     skipped = tuple(train_set.skipped + stop_set.skipped)
     return TrainResult(
         checkpoint_path=result.checkpoint_path,
@@ -132,4 +140,5 @@ def train_full(
         skipped=skipped,
         seconds=time.perf_counter() - t0,
         backbone_source=source,
+        last_state_sha256=result.last_state_sha256,
     )
