@@ -33,15 +33,13 @@ _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in a run: rank ``rank`` of ``world_size`` (1: a single process)."""
+    """This process's place in a run: rank ``rank`` of ``world_size``; ``enabled`` under torchrun
+    (even with one process, which then runs the DDP code path), off for a plain single process."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+    enabled: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -56,7 +54,7 @@ class DistContext:
                 f"the batch size {batch_size} must be a multiple of the {self.world_size} processes "
                 f"(each takes an equal share); use {batch_size + self.world_size - batch_size % self.world_size}"
             )
-        if self.enabled and batch_size // self.world_size < 2:
+        if self.world_size > 1 and batch_size // self.world_size < 2:
             raise ValueError(
                 f"the batch size {batch_size} leaves {batch_size // self.world_size} photo per process; "
                 "BatchNorm needs at least 2: use a batch of at least 2 per process"
@@ -146,13 +144,14 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 def distributed_run(device: torch.device) -> Iterator[tuple[DistContext, torch.device]]:
     """The process group of a ``torchrun`` launch (gloo on a CPU, NCCL on CUDA, one GPU per
     local rank) and this rank's device, or ``(SINGLE, device)`` outside one."""
-    if not all(name in os.environ for name in _ENV) or int(os.environ["WORLD_SIZE"]) <= 1:
+    if not all(name in os.environ for name in _ENV):
         yield SINGLE, device
         return
     ctx = DistContext(
         rank=int(os.environ["RANK"]),
         world_size=int(os.environ["WORLD_SIZE"]),
         local_rank=int(os.environ["LOCAL_RANK"]),
+        enabled=True,
     )
     if device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
