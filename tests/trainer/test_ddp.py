@@ -157,3 +157,19 @@ def _taxonomy(folder: Path) -> Path:
     if not path.is_file():
         save_taxonomy(make_taxonomy(), path)
     return path
+
+
+def test_config_file_errors_name_the_setting(folder: Path, tmp_path: Path, capsys) -> None:
+    from trainer.cli import main
+
+    bad = tmp_path / "bad.json"
+    for text, expected in (
+        ('{"train": {"epoch": 3}}', "unknown train settings ['epoch']"),
+        ('{"model": {"arch": "vgg"}}', "arch must be resnet18, resnet34 or resnet50"),
+        ("[1, 2]", 'a JSON object with a "train" and/or a "model" object'),
+        ("{not json", "cannot read the config file"),
+    ):
+        bad.write_text(text)
+        assert main(["train", "--data", str(folder), "--out", str(tmp_path / "o"), "--config", str(bad)]) == 2
+        assert expected in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing trained, nothing written
