@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     settings_mod.add_arguments(serve)
     settings_mod.add_server_arguments(serve)
     settings_mod.add_policy_arguments(serve)
+    settings_mod.add_model_arguments(serve)
     serve.add_argument(
         "--no-auth", action="store_true", help="no login: everyone is the admin (refused unless listening on loopback)"
     )
@@ -138,6 +139,7 @@ def serve(args: argparse.Namespace) -> int:
     for token, user in list(issued_before.items()):
         tokens[token] = user
     ctx.policy.start()
+    ctx.models.start_following(settings.model_poll_seconds)
     demo.block_thread()
     return 0
 

@@ -69,6 +69,7 @@ class ModelManager:
         self._training = threading.Lock()  # held by the one training thread
         self._thread: threading.Thread | None = None
         self._rescorer: threading.Thread | None = None
+        self._refused: str | None = None  # an active version of the database that failed to load
 
     def set_taxonomy(self, taxonomy: Taxonomy) -> None:
         """Use ``taxonomy`` from now on; an active model trained for another one stops serving."""
@@ -125,6 +126,39 @@ class ModelManager:
             self._loaded = loaded
         log.info("model %s active", loaded.version_id)
         return loaded
+
+    def follow_database(self) -> bool:
+        """Serve the version the database says is active, if another process activated another one
+        (a second web replica, a worker, ``register-model``); returns whether it changed."""
+        with self.sessions.begin() as session:
+            version = db.active_version(session)
+            if version is None or (self._loaded is not None and self._loaded.version_id == version.id):
+                return False
+            if version.id == self._refused:
+                return False  # logged once already; a later activation is tried afresh
+            try:
+                loaded = self.load_version(version)
+            except ModelError as exc:
+                self._refused = version.id
+                log.error("the version activated elsewhere cannot be used here: %s", exc)
+                return False
+        with self._swap:
+            self._loaded = loaded
+        log.info("model %s activated by another process: serving it", loaded.version_id)
+        return True
+
+    def start_following(self, poll_seconds: float) -> None:
+        """Check the database's active version every ``poll_seconds`` in a background thread."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(poll_seconds)
+                try:
+                    self.follow_database()
+                except Exception:  # a database hiccup: try again at the next poll
+                    log.exception("could not read the active version")
+
+        threading.Thread(target=loop, name="follow-active-version", daemon=True).start()
 
     def activate(self, version_id: str) -> Loaded:
         """Load ``version_id`` first, then make it active in the database and in this process."""
