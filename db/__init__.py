@@ -16,7 +16,14 @@ from .app_settings import (
 from .engine import default_sqlite_url, make_engine, make_session_factory
 from .exporter import export_labels, export_predictions
 from .importer import ImportReport, LayoutMismatchError, check_layout, import_dataset
-from .labels import HistoryEntry, current_labels, current_labels_bulk, label_history, record_labels
+from .labels import (
+    HistoryEntry,
+    confirmed_products,
+    current_labels,
+    current_labels_bulk,
+    label_history,
+    record_labels,
+)
 from .media import MediaError, MediaStore
 from .migrate import alembic_config, current_revision, head_revision, upgrade
 from .predictions import (
@@ -50,6 +57,7 @@ from .registry import (
     list_runs,
     list_versions,
     mark_interrupted_runs,
+    prepend_version_note,
     register_version,
     running_run,
     start_run,
@@ -103,6 +111,7 @@ __all__ = [
     "authenticate",
     "change_taxonomy",
     "check_layout",
+    "confirmed_products",
     "count_products",
     "create_run",
     "create_user",
@@ -134,6 +143,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "mark_interrupted_runs",
+    "prepend_version_note",
     "product_total",
     "record_labels",
     "register_version",

@@ -16,8 +16,19 @@ from . import services
 from .api import register_api
 from .context import AppContext
 from .errors import friendly
-from .form import form_state, labels_from_slots, model_line, summary_markdown
-from .services import ProductView, ServiceError, Viewer
+from .form import (
+    BATCH_COLUMNS,
+    BatchRow,
+    batch_rows,
+    form_state,
+    labels_from_slots,
+    mark_saved,
+    model_line,
+    percent,
+    save_message,
+    summary_markdown,
+)
+from .services import ProductView, ServiceError, Suggestion, Viewer
 from .ui_admin import build_admin
 
 log = logging.getLogger(__name__)
@@ -29,11 +40,30 @@ CSS = """
 .vt-low { border: 2px solid #e8590c !important; border-radius: 8px; background: #fff4e6 !important; }
 .vt-low label span { color: #c2410c; font-weight: 600; }
 #vt-save-next { min-height: 48px; }
+#vt-signed-out { position: fixed; top: 0; left: 0; right: 0; z-index: 10000; padding: 14px; text-align: center;
+  font-size: 17px; background: #fff4e6; border-bottom: 3px solid #e8590c; color: #7c2d12; }
+#vt-logout { max-width: 120px; }
 """
 
 # Ctrl+Enter (Cmd+Enter) anywhere in the form is "Save and next": the hands stay on the keyboard.
+# A request refused because the sign-in is gone (logged out in another tab, or lapsed) says so in
+# a banner with a way back, instead of Gradio's bare "Error".
 HEAD = """
 <script>
+(() => {
+  const original = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await original(...args);
+    if (response.status === 401 && document.body && !document.getElementById('vt-signed-out')) {
+      const banner = document.createElement('div');
+      banner.id = 'vt-signed-out';
+      banner.setAttribute('role', 'alert');
+      banner.innerHTML = 'Signed out: <a href="./">sign in again</a>. What you did after that was not saved.';
+      document.body.appendChild(banner);
+    }
+    return response;
+  };
+})();
 document.addEventListener('keydown', (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
     const button = document.querySelector('#vt-save-next');
@@ -57,7 +87,8 @@ def build(ctx: AppContext) -> gr.Blocks:
     n_slots = max(ctx.taxonomy.max_attributes, MIN_SLOTS)
 
     def render(view: ProductView | None, category: str | None = None) -> dict[Any, Any]:
-        """Updates of the form (the photo is left as it is, except for an empty form)."""
+        """Updates of the form (the photo is left as it is, except for an empty form); the last
+        save's message goes, and ``shown`` keeps the suggestion the form shows, for provenance."""
         if view is None:
             return {
                 photo: None,
@@ -65,6 +96,8 @@ def build(ctx: AppContext) -> gr.Blocks:
                 category_box: gr.update(value=None),
                 form_attrs: [],
                 current: None,
+                shown: None,
+                save_msg: "",
                 **{slot: gr.update(visible=False, value=None) for slot in slots},
             }
         form = form_state(ctx.taxonomy, view, category)
@@ -88,6 +121,8 @@ def build(ctx: AppContext) -> gr.Blocks:
             category_box: gr.update(value=form.category, choices=list(ctx.taxonomy.category_names)),
             form_attrs: form.attributes,
             current: view.product_id,
+            shown: form.suggestion,
+            save_msg: "",
             **updates,
         }
 
@@ -100,18 +135,27 @@ def build(ctx: AppContext) -> gr.Blocks:
         view = services.get_product(ctx, viewer, product_id)
         return show(view, services.product_image(ctx, viewer, product_id))
 
+    def batch_view(rows: list[BatchRow], product_id: int | None) -> pd.DataFrame:
+        return pd.DataFrame(batch_rows(rows, product_id), columns=BATCH_COLUMNS)
+
     # Gradio keeps uploads and the photos it shows in its cache under unguessable names; clearing
     # files older than an hour keeps them from lingering there.
     with gr.Blocks(title="Visual Taxonomy", delete_cache=(1800, 3600)) as demo:
-        header = gr.Markdown("Visual Taxonomy")
+        with gr.Row(equal_height=True):
+            header = gr.Markdown("Visual Taxonomy")
+            # In place, not a link: Gradio's Markdown opens links in a new tab, leaving this one
+            # "signed in" until its next action fails.
+            logout_btn = gr.Button("Log out", size="sm", scale=0, elem_id="vt-logout")
         batch = gr.State([])
         queue_ids = gr.State([])
         form_attrs = gr.State([])
         current = gr.State(None)
+        shown = gr.State(None)  # the suggestion the form shows (a services.Suggestion), for provenance
+        header_timer = gr.Timer(5.0)
         with gr.Tabs() as tabs:
             with gr.Tab("Label", id="label"):
                 with gr.Row():
-                    with gr.Column(scale=1, min_width=280):
+                    with gr.Column(scale=1, min_width=320):
                         files = gr.File(
                             label="Product photos (one or many)",
                             file_count="multiple",
@@ -122,10 +166,12 @@ def build(ctx: AppContext) -> gr.Blocks:
                         upload_btn = gr.Button("Upload and suggest", variant="primary")
                         upload_report = gr.Markdown()
                         batch_table = gr.Dataframe(
-                            headers=["product", "file", "category", "status"],
+                            pd.DataFrame(columns=BATCH_COLUMNS),
                             interactive=False,
                             wrap=True,
-                            label="This batch",
+                            column_widths=["9%", "20%", "41%", "30%"],
+                            label="This batch (click a row to open it)",
+                            elem_id="vt-batch",
                         )
                     with gr.Column(scale=2):
                         with gr.Row():
@@ -139,13 +185,14 @@ def build(ctx: AppContext) -> gr.Blocks:
                             next_btn = gr.Button(
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
-                        save_msg = gr.Markdown()
+                        save_msg = gr.Markdown(elem_id="vt-save-msg")
             with gr.Tab("Review queue", id="queue"):
                 gr.Markdown(
-                    "Your products with suggestions but no confirmed labels, least confident first. "
-                    "Choose one to open it in the form."
+                    "Your products with suggestions but no confirmed labels, least confident first "
+                    "(the percentage is the suggestion's average confidence). Choose one to open it in the form."
                 )
                 refresh_queue = gr.Button("Refresh")
+                queue_note = gr.Markdown(elem_id="vt-queue-note")
                 gallery = gr.Gallery(
                     columns=8, height=480, object_fit="contain", allow_preview=False, label="Waiting for review"
                 )
@@ -157,24 +204,31 @@ def build(ctx: AppContext) -> gr.Blocks:
                     export_file = gr.File(label="Download", interactive=False)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
                 build_admin(ctx)
-        form_outputs = [photo, summary, category_box, form_attrs, current, *slots]
+        form_outputs = [photo, summary, category_box, form_attrs, current, shown, save_msg, *slots]
 
         # -- events: seller ------------------------------------------------------------------
 
-        @friendly
-        def on_load(request: gr.Request) -> dict[Any, Any]:
+        logout_btn.click(None, None, None, js="() => { window.location.assign('logout'); }")
+
+        def header_text(request: gr.Request) -> str:
             name, role = services.signed_in(ctx, Viewer.of(request))
             model = model_line(services.model_status(ctx))
-            text = f"## Visual Taxonomy\nSigned in as **{html.escape(name)}** ({role}) · {model} · [Log out](/logout)"
+            return f"## Visual Taxonomy\nSigned in as **{html.escape(name)}** ({role}) · {model}"
+
+        @friendly
+        def on_load(request: gr.Request) -> dict[Any, Any]:
+            _, role = services.signed_in(ctx, Viewer.of(request))
             # The categories as of now: an adopted taxonomy shows without a restart.
             choices = [AUTO, *ctx.taxonomy.category_names]
             return {
-                header: text,
+                header: header_text(request),
                 admin_tab: gr.update(visible=role == "admin"),
                 upload_category: gr.update(choices=choices),
             }
 
         demo.load(on_load, None, [header, admin_tab, upload_category], api_visibility="private")
+        # The active model changes under everyone's feet (an admin activates another): keep it current.
+        header_timer.tick(friendly(header_text), None, [header], api_visibility="private", show_progress="hidden")
 
         @friendly
         def on_upload(paths: list[str] | None, chosen: str, request: gr.Request) -> dict[Any, Any]:
@@ -183,23 +237,22 @@ def build(ctx: AppContext) -> gr.Blocks:
             outcomes = services.upload(ctx, Viewer.of(request), list(paths), None if chosen == AUTO else chosen)
             ok = [o.result for o in outcomes if o.result is not None]
             rows = [
-                [
-                    o.result.view.product_id,
-                    o.file,
-                    o.result.view.category,
-                    "new" if o.result.created else "already uploaded",
-                ]
+                BatchRow(o.result.view.product_id, o.file, "new" if o.result.created else "already uploaded")
                 if o.result is not None
-                else ["", o.file, "", o.error]
+                else BatchRow(None, o.file, "refused")
                 for o in outcomes
             ]
-            failed = len(outcomes) - len(ok)
-            report = f"{len(ok)} photo(s) ready" + (f", {failed} refused (see the table)" if failed else "") + "."
+            refused = [
+                f"- **{html.escape(o.file)}** refused: {html.escape(o.error or '')}" for o in outcomes if o.error
+            ]
+            report = "\n".join(
+                [f"{len(ok)} photo(s) ready" + (f", {len(refused)} refused:" if refused else "."), *refused]
+            )
             first = show(ok[0].view, ok[0].photo) if ok else render(None)
             return {
-                batch: [r.view.product_id for r in ok],
+                batch: rows,
                 upload_report: report,
-                batch_table: pd.DataFrame(rows, columns=["product", "file", "category", "status"]),
+                batch_table: batch_view(rows, ok[0].view.product_id if ok else None),
                 **first,
             }
 
@@ -214,46 +267,72 @@ def build(ctx: AppContext) -> gr.Blocks:
         def on_category(new: str, product_id: int | None, request: gr.Request) -> dict[Any, Any]:
             if product_id is None or not new:
                 return {}
-            return render(services.get_product(ctx, Viewer.of(request), product_id), new)
+            # The model suggests for any category: ask it for the corrected one and prefill again.
+            return render(services.suggest_for(ctx, Viewer.of(request), product_id, new))
 
         category_box.input(on_category, [category_box, current], form_outputs, api_visibility="private")
 
-        def do_save(data: dict[Any, Any], viewer: Viewer) -> str:
-            """Save the form; ``data`` maps the form's components to their values."""
+        def do_save(data: dict[Any, Any], viewer: Viewer) -> tuple[str, list[BatchRow]]:
+            """Save the form; ``data`` maps the form's components to their values. Returns the
+            message and the batch with the product marked saved."""
             product_id = data[current]
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
             values = [data[slot] for slot in slots]
-            result = services.save_labels(
-                ctx, viewer, product_id, data[category_box], labels_from_slots(data[form_attrs], values)
-            )
-            kinds = sorted(set(result.sources.values()))
-            return f"Saved product {result.product_id}: {result.events} change(s)" + (
-                f" ({', '.join(kinds)})." if kinds else "."
-            )
+            seen: Suggestion | None = data[shown]
+            labels = labels_from_slots(data[form_attrs], values)
+            result = services.save_labels(ctx, viewer, product_id, data[category_box], labels, shown=seen)
+            rows = data[batch] or []
+            if result.events:
+                rows = mark_saved(rows, product_id)
+            return save_message(result.product_id, result.events, result.sources), rows
 
-        form_inputs = {current, category_box, form_attrs, batch, *slots}
+        form_inputs = {current, category_box, form_attrs, batch, shown, *slots}
 
         @friendly
-        def on_save(data: dict[Any, Any], request: gr.Request) -> str:
-            return do_save(data, Viewer.of(request))
+        def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
+            message, rows = do_save(data, Viewer.of(request))
+            return {save_msg: message, batch: rows, batch_table: batch_view(rows, data[current])}
 
-        save_btn.click(on_save, form_inputs, [save_msg], api_visibility="private")
+        save_btn.click(on_save, form_inputs, [save_msg, batch, batch_table], api_visibility="private")
 
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
-            message = do_save(data, viewer)
-            product_id, ids = data[current], data[batch] or []
-            following = ids[ids.index(product_id) + 1 :] if product_id in ids else []
+            message, rows = do_save(data, viewer)
+            product_id = data[current]
+            ids = [r.product_id for r in rows if r.product_id is not None]
+            later = ids[ids.index(product_id) + 1 :] if product_id in ids else []
+            # Only products nobody has saved yet: one saved with "Save" earlier is not shown again.
+            following = services.unsaved(ctx, viewer, later)
             if not following:
                 queued = [q.product_id for q in services.review_queue(ctx, viewer, limit=5)]
                 following = [q for q in queued if q != product_id]
             if not following:
-                return {save_msg: message + " That was the last one: upload more photos.", **render(None)}
-            return {save_msg: message, **open_product(viewer, following[0])}
+                done = render(None)
+                return {
+                    **done,
+                    save_msg: message + " That was the last one: upload more photos.",
+                    batch: rows,
+                    batch_table: batch_view(rows, None),
+                }
+            return {
+                **open_product(viewer, following[0]),
+                save_msg: message,
+                batch: rows,
+                batch_table: batch_view(rows, following[0]),
+            }
 
-        next_btn.click(on_save_next, form_inputs, [save_msg, *form_outputs], api_visibility="private")
+        next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private")
+
+        @friendly
+        def on_batch_pick(rows: list[BatchRow], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            row = rows[evt.index[0]] if evt.index and evt.index[0] < len(rows) else None
+            if row is None or row.product_id is None:
+                return {}  # a refused file: nothing to open (the report says why)
+            return {**open_product(Viewer.of(request), row.product_id), batch_table: batch_view(rows, row.product_id)}
+
+        batch_table.select(on_batch_pick, [batch], [batch_table, *form_outputs], api_visibility="private")
 
         @friendly
         def on_queue(request: gr.Request) -> dict[Any, Any]:
@@ -262,11 +341,21 @@ def build(ctx: AppContext) -> gr.Blocks:
             pictures = []
             for item in items:
                 image = services.product_image(ctx, viewer, item.product_id, thumbnail=True)
-                caption = f"#{item.product_id} {item.category} · {item.mean_confidence:.0%}"
+                caption = f"#{item.product_id} {item.category} · {percent(item.mean_confidence)}"
                 pictures.append((image, caption))
-            return {gallery: pictures, queue_ids: [i.product_id for i in items]}
+            note = (
+                f"{len(items)} product(s) waiting."
+                if items
+                else "Nothing is waiting for review: every product with a suggestion has saved labels. "
+                "Upload more photos in the Label tab."
+            )
+            return {
+                gallery: gr.update(value=pictures, visible=bool(items)),
+                queue_ids: [i.product_id for i in items],
+                queue_note: note,
+            }
 
-        refresh_queue.click(on_queue, None, [gallery, queue_ids], api_visibility="private")
+        refresh_queue.click(on_queue, None, [gallery, queue_ids, queue_note], api_visibility="private")
 
         @friendly
         def on_pick(ids: list[int], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
