@@ -109,10 +109,16 @@ def summary_markdown(view: ProductView, form: FormState, model_version: str | No
     lines = [f"**Product {view.product_id}**"]
     suggestion = form.suggestion
     if suggestion is not None:
+        # A category given to the model (chosen at upload, or corrected) comes back with
+        # probability 1: then the model did not suggest it and the line would mislead.
+        if suggestion.category_confidence < 1.0:
+            lines.append(
+                f"Category suggested: {html.escape(suggestion.category)} ({percent(suggestion.category_confidence)})."
+            )
         lines.append(
-            f"Category suggested: {html.escape(suggestion.category)} ({percent(suggestion.category_confidence)}). "
-            f"Fields are prefilled by model `{html.escape(suggestion.model_version)}` "
-            f"(average confidence {percent(suggestion.mean_confidence)}); fields marked ⚠ are unsure."
+            f"Fields are prefilled by model `{html.escape(suggestion.model_version)}` for "
+            f"{html.escape(suggestion.category)} (average confidence {percent(suggestion.mean_confidence)}); "
+            "fields marked ⚠ are unsure."
         )
     elif model_version is None:
         lines.append("No trained model yet: fill in the form by hand. Suggestions appear once an admin trains one.")

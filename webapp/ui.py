@@ -141,11 +141,11 @@ def build(ctx: AppContext) -> gr.Blocks:
     # Gradio keeps uploads and the photos it shows in its cache under unguessable names; clearing
     # files older than an hour keeps them from lingering there.
     with gr.Blocks(title="Visual Taxonomy", delete_cache=(1800, 3600)) as demo:
-        with gr.Row(equal_height=True):
-            header = gr.Markdown("Visual Taxonomy")
+        with gr.Row():
+            header = gr.Markdown("Visual Taxonomy", elem_id="vt-header")
             # In place, not a link: Gradio's Markdown opens links in a new tab, leaving this one
             # "signed in" until its next action fails.
-            logout_btn = gr.Button("Log out", size="sm", scale=0, elem_id="vt-logout")
+            logout_btn = gr.Button("Log out", size="sm", scale=0, min_width=100, elem_id="vt-logout")
         batch = gr.State([])
         queue_ids = gr.State([])
         form_attrs = gr.State([])
@@ -164,7 +164,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                         )
                         upload_category = gr.Dropdown([AUTO, *categories], value=AUTO, label="Category of these photos")
                         upload_btn = gr.Button("Upload and suggest", variant="primary")
-                        upload_report = gr.Markdown()
+                        upload_report = gr.Markdown(elem_id="vt-upload-report")
                         batch_table = gr.Dataframe(
                             pd.DataFrame(columns=BATCH_COLUMNS),
                             interactive=False,
@@ -177,8 +177,10 @@ def build(ctx: AppContext) -> gr.Blocks:
                         with gr.Row():
                             photo = gr.Image(label="Photo", interactive=False, height=300, type="pil")
                             with gr.Column():
-                                summary = gr.Markdown("Upload a photo to start.")
-                                category_box = gr.Dropdown(categories, label="Category", value=None)
+                                summary = gr.Markdown("Upload a photo to start.", elem_id="vt-summary")
+                                category_box = gr.Dropdown(
+                                    categories, label="Category", value=None, elem_id="vt-category"
+                                )
                         slots = [gr.Dropdown(visible=False, interactive=True) for _ in range(n_slots)]
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
@@ -186,7 +188,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
                         save_msg = gr.Markdown(elem_id="vt-save-msg")
-            with gr.Tab("Review queue", id="queue"):
+            with gr.Tab("Review queue", id="queue") as queue_tab:
                 gr.Markdown(
                     "Your products with suggestions but no confirmed labels, least confident first "
                     "(the percentage is the suggestion's average confidence). Choose one to open it in the form."
@@ -356,6 +358,7 @@ def build(ctx: AppContext) -> gr.Blocks:
             }
 
         refresh_queue.click(on_queue, None, [gallery, queue_ids, queue_note], api_visibility="private")
+        queue_tab.select(on_queue, None, [gallery, queue_ids, queue_note], api_visibility="private")
 
         @friendly
         def on_pick(ids: list[int], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:

@@ -55,7 +55,8 @@ def score_history(rows: list[dict]) -> pd.DataFrame:
         for cat, scores in per_category.items():
             mean = round(sum(scores) / len(scores), SCORE_DIGITS)
             out.append({"version": label, "id": row["version"], "series": cat, "score": mean})
-    return pd.DataFrame(out, columns=["version", "id", "series", "score"])
+    # Typed even when empty: the plot takes its axes' kinds from the first frame it gets.
+    return pd.DataFrame(out, columns=["version", "id", "series", "score"]).astype({"score": float})
 
 
 def version_order(history: pd.DataFrame) -> list[str]:
@@ -79,7 +80,7 @@ def attribute_scores(rows: list[dict], last: int = 4) -> pd.DataFrame:
                     "score": round(a["score"], SCORE_DIGITS),
                 }
             )
-    return pd.DataFrame(out, columns=["attribute", "version", "score"])
+    return pd.DataFrame(out, columns=["attribute", "version", "score"]).astype({"score": float})
 
 
 def attribute_table(rows: list[dict], last: int = 4) -> pd.DataFrame:
@@ -136,7 +137,7 @@ def build_admin(ctx: AppContext) -> None:
         run_md = gr.Markdown("No training run yet.")
         versions_table = gr.Dataframe(interactive=False, label="Model versions (newest first)")
         with gr.Row():
-            version_pick = gr.Dropdown(label="Version", choices=[], scale=3)
+            version_pick = gr.Dropdown(label="Version", choices=[], scale=3, elem_id="vt-version-pick")
             activate_btn = gr.Button("Activate (or roll back to) this version", scale=1)
         # Activating changes every seller's suggestions at once: it asks first.
         with gr.Row(visible=False) as confirm_row:
@@ -229,7 +230,7 @@ def build_admin(ctx: AppContext) -> None:
             )
             for r in rows
         ]
-        history = score_history(rows)
+        history, per_attribute = score_history(rows), attribute_scores(rows)
         return {
             run_md: run_markdown(runs, training),
             retrain_btn: gr.update(interactive=not training),
@@ -237,7 +238,7 @@ def build_admin(ctx: AppContext) -> None:
             versions_table: versions_frame(rows),
             version_pick: gr.update(choices=choices),
             score_plot: gr.update(value=history, sort=version_order(history)),
-            attribute_plot: attribute_scores(rows),
+            attribute_plot: gr.update(value=per_attribute, sort=list(dict.fromkeys(per_attribute["attribute"]))),
             attribute_table_view: attribute_table(rows),
         }
 
