@@ -31,6 +31,7 @@ from .predictions import (
     StoredPrediction,
     latest_prediction,
     latest_predictions,
+    predicted_products,
     review_queue,
     save_prediction,
 )
@@ -143,6 +144,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "mark_interrupted_runs",
+    "predicted_products",
     "prepend_version_note",
     "product_total",
     "record_labels",

@@ -460,22 +460,91 @@ def review_queue(ctx: AppContext, viewer: Viewer, limit: int = 50) -> list[Queue
         ]
 
 
-def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[dict]:
+@dataclass(frozen=True)
+class ProductRow:
+    """One product as the "My products" list shows it."""
+
+    product_id: int
+    category: str
+    status: str  # "new" (no suggestion yet), "suggested" (not saved by a person), "confirmed"
+    labelled: int  # attributes of its category with a current value
+    attributes: int
+    source: str  # "upload" or "import"
+
+    @property
+    def completeness(self) -> float:
+        return self.labelled / self.attributes if self.attributes else 1.0
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    rows: list[ProductRow]
+    total: int  # products matching the filters
+    page: int  # 1-based
+    pages: int
+
+
+PRODUCT_STATUSES = ("new", "suggested", "confirmed")
+SEARCHED_PRODUCTS = 1000  # the newest ones a search looks at
+
+
+def _product_rows(ctx: AppContext, session: Session, user: db.User, products: list[db.Product]) -> list[ProductRow]:
+    ids = [p.id for p in products]
+    labels = db.current_labels_bulk(session, user, ctx.taxonomy, ids)
+    confirmed = db.confirmed_products(session, user, ids)
+    predicted = db.predicted_products(session, user, ids)
+    return [
+        ProductRow(
+            product_id=p.id,
+            category=p.category,
+            status="confirmed" if p.id in confirmed else "suggested" if p.id in predicted else "new",
+            labelled=sum(v is not None for v in labels.get(p.id, {}).values()),
+            attributes=len(ctx.taxonomy.category(p.category).attributes),
+            source=p.source,
+        )
+        for p in products
+    ]
+
+
+def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[ProductRow]:
+    """The user's products (an admin's: everyone's), newest first, one page."""
     with ctx.transaction() as session:
         user = _user(session, viewer)
-        products = db.list_products(session, user, limit=limit, offset=offset)
-        labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
-        return [
-            {
-                "product_id": p.id,
-                "category": p.category,
-                "source": p.source,
-                "owner_id": p.owner_id,
-                "labelled": sum(v is not None for v in labels.get(p.id, {}).values()),
-                "attributes": len(ctx.taxonomy.category(p.category).attributes),
-            }
-            for p in products
-        ]
+        return _product_rows(ctx, session, user, db.list_products(session, user, limit=limit, offset=offset))
+
+
+def product_page(
+    ctx: AppContext,
+    viewer: Viewer,
+    *,
+    category: str | None = None,
+    status: str | None = None,
+    search: str = "",
+    page: int = 1,
+    per_page: int = 24,
+) -> ProductPage:
+    """A page of the user's products, newest first, filtered by category, status and a search
+    text (a product id, or part of any current label value). The newest 1,000 are searched."""
+    if status is not None and status not in PRODUCT_STATUSES:
+        raise ServiceError(f"unknown status {status!r}; choose one of {', '.join(PRODUCT_STATUSES)}")
+    needle = search.strip().lower()
+    with ctx.transaction() as session:
+        user = _user(session, viewer)
+        filters = db.ProductFilter(category=ctx.taxonomy.category(category).name if category else None)
+        products = db.list_products(session, user, filters, limit=SEARCHED_PRODUCTS)
+        if needle:
+            labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
+            products = [
+                p
+                for p in products
+                if needle == str(p.id) or any(v and needle in v.lower() for v in labels.get(p.id, {}).values())
+            ]
+        rows = _product_rows(ctx, session, user, products)
+    if status is not None:
+        rows = [r for r in rows if r.status == status]
+    pages = max(1, -(-len(rows) // per_page))
+    page = max(1, min(int(page), pages))
+    return ProductPage(rows[(page - 1) * per_page : page * per_page], len(rows), page, pages)
 
 
 def history(ctx: AppContext, viewer: Viewer, product_id: int) -> list[dict]:

@@ -34,6 +34,8 @@ from .ui_admin import build_admin
 log = logging.getLogger(__name__)
 
 AUTO = "(let the model decide)"
+ANY = "(any)"
+HISTORY_COLUMNS = ["when", "who", "attribute", "value", "how", "suggested by"]
 MIN_SLOTS = 10
 
 CSS = """
@@ -98,6 +100,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 current: None,
                 shown: None,
                 save_msg: "",
+                history_table: pd.DataFrame(columns=HISTORY_COLUMNS),
                 **{slot: gr.update(visible=False, value=None) for slot in slots},
             }
         form = form_state(ctx.taxonomy, view, category)
@@ -123,6 +126,7 @@ def build(ctx: AppContext) -> gr.Blocks:
             current: view.product_id,
             shown: form.suggestion,
             save_msg: "",
+            history_table: pd.DataFrame(columns=HISTORY_COLUMNS),
             **updates,
         }
 
@@ -133,7 +137,18 @@ def build(ctx: AppContext) -> gr.Blocks:
         if product_id is None:
             return render(None)
         view = services.get_product(ctx, viewer, product_id)
-        return show(view, services.product_image(ctx, viewer, product_id))
+        return {
+            **show(view, services.product_image(ctx, viewer, product_id)),
+            history_table: history_frame(viewer, product_id),
+        }
+
+    def history_frame(viewer: Viewer, product_id: int) -> pd.DataFrame:
+        """Who changed what, when, and from which suggestion; newest first."""
+        rows = [
+            [e["at"].replace("T", " ")[:16], e["user"], e["attribute"], e["value"], e["source"], e["model_version"]]
+            for e in reversed(services.history(ctx, viewer, product_id))
+        ]
+        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
     def batch_view(rows: list[BatchRow], product_id: int | None) -> pd.DataFrame:
         return pd.DataFrame(batch_rows(rows, product_id), columns=BATCH_COLUMNS)
@@ -188,6 +203,13 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
                         save_msg = gr.Markdown(elem_id="vt-save-msg")
+                        with gr.Accordion("History of this product", open=False):
+                            history_table = gr.Dataframe(
+                                pd.DataFrame(columns=HISTORY_COLUMNS),
+                                interactive=False,
+                                wrap=True,
+                                elem_id="vt-history",
+                            )
             with gr.Tab("Review queue", id="queue") as queue_tab:
                 gr.Markdown(
                     "Your products with suggestions but no confirmed labels, least confident first "
@@ -198,15 +220,34 @@ def build(ctx: AppContext) -> gr.Blocks:
                 gallery = gr.Gallery(
                     columns=8, height=480, object_fit="contain", allow_preview=False, label="Waiting for review"
                 )
-            with gr.Tab("My products", id="products"):
-                refresh_products = gr.Button("Refresh")
-                products_table = gr.Dataframe(interactive=False, label="Products")
+            with gr.Tab("My products", id="products") as products_tab:
+                with gr.Row():
+                    products_category = gr.Dropdown([ANY, *categories], value=ANY, label="Category")
+                    products_status = gr.Dropdown(
+                        [ANY, *services.PRODUCT_STATUSES], value=ANY, label="Status", elem_id="vt-products-status"
+                    )
+                    products_search = gr.Textbox(label="Search: product id or a label value", scale=2)
+                    refresh_products = gr.Button("Search", scale=0, min_width=100)
+                products_note = gr.Markdown(elem_id="vt-products-note")
+                products_gallery = gr.Gallery(
+                    columns=6,
+                    height=560,
+                    object_fit="contain",
+                    allow_preview=False,
+                    label="Your products (click one to open it in the form)",
+                    elem_id="vt-products",
+                )
+                with gr.Row():
+                    prev_page = gr.Button("← Previous page", scale=0, min_width=160)
+                    next_page = gr.Button("Next page →", scale=0, min_width=160)
+                products_page = gr.State(1)
+                products_ids = gr.State([])
                 with gr.Row():
                     export_mine = gr.Button("Export my labels (train.csv layout)")
                     export_file = gr.File(label="Download", interactive=False)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
                 build_admin(ctx)
-        form_outputs = [photo, summary, category_box, form_attrs, current, shown, save_msg, *slots]
+        form_outputs = [photo, summary, category_box, form_attrs, current, shown, save_msg, history_table, *slots]
 
         # -- events: seller ------------------------------------------------------------------
 
@@ -293,10 +334,16 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         @friendly
         def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
-            message, rows = do_save(data, Viewer.of(request))
-            return {save_msg: message, batch: rows, batch_table: batch_view(rows, data[current])}
+            viewer = Viewer.of(request)
+            message, rows = do_save(data, viewer)
+            return {
+                save_msg: message,
+                batch: rows,
+                batch_table: batch_view(rows, data[current]),
+                history_table: history_frame(viewer, data[current]),
+            }
 
-        save_btn.click(on_save, form_inputs, [save_msg, batch, batch_table], api_visibility="private")
+        save_btn.click(on_save, form_inputs, [save_msg, batch, batch_table, history_table], api_visibility="private")
 
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
@@ -366,11 +413,64 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         gallery.select(on_pick, [queue_ids], [*form_outputs, tabs], api_visibility="private")
 
-        @friendly
-        def on_products(request: gr.Request) -> pd.DataFrame:
-            return pd.DataFrame(services.my_products(ctx, Viewer.of(request), limit=200))
+        def list_products(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+            viewer = Viewer.of(request)
+            found = services.product_page(
+                ctx,
+                viewer,
+                category=None if category in (ANY, None) else category,
+                status=None if status in (ANY, None) else status,
+                search=search or "",
+                page=page,
+            )
+            pictures = [
+                (
+                    services.product_image(ctx, viewer, r.product_id, thumbnail=True),
+                    f"#{r.product_id} {r.category} · {r.status} · "
+                    f"{r.labelled}/{r.attributes} ({percent(r.completeness)})",
+                )
+                for r in found.rows
+            ]
+            note = (
+                f"{found.total} product(s); page {found.page} of {found.pages}."
+                if found.total
+                else "No product matches: change the filters, or upload photos in the Label tab."
+            )
+            return {
+                products_gallery: gr.update(value=pictures, visible=bool(pictures)),
+                products_ids: [r.product_id for r in found.rows],
+                products_page: found.page,
+                products_note: note,
+            }
 
-        refresh_products.click(on_products, None, [products_table], api_visibility="private")
+        product_filters = [products_category, products_status, products_search]
+        product_outputs = [products_gallery, products_ids, products_page, products_note]
+
+        @friendly
+        def on_products(category: str, status: str, search: str, request: gr.Request) -> dict[Any, Any]:
+            return list_products(category, status, search, 1, request)
+
+        @friendly
+        def on_prev_page(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+            return list_products(category, status, search, page - 1, request)
+
+        @friendly
+        def on_next_page(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+            return list_products(category, status, search, page + 1, request)
+
+        for trigger in (refresh_products.click, products_search.submit, products_tab.select):
+            trigger(on_products, product_filters, product_outputs, api_visibility="private")
+        for control in (products_category, products_status):
+            control.input(on_products, product_filters, product_outputs, api_visibility="private")
+        paged = [*product_filters, products_page]
+        prev_page.click(on_prev_page, paged, product_outputs, api_visibility="private")
+        next_page.click(on_next_page, paged, product_outputs, api_visibility="private")
+
+        @friendly
+        def on_open_product(ids: list[int], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            return {**open_product(Viewer.of(request), ids[evt.index]), tabs: gr.Tabs(selected="label")}
+
+        products_gallery.select(on_open_product, [products_ids], [*form_outputs, tabs], api_visibility="private")
 
         @friendly
         def on_export_mine(request: gr.Request) -> dict[Any, Any]:

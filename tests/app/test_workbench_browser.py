@@ -95,7 +95,7 @@ def _events(served: Served, product_id: int) -> list[dict]:
 
 
 def _newest_product(served: Served) -> int:
-    return services.my_products(served.app.ctx, served.app.alice, limit=1)[0]["product_id"]
+    return services.my_products(served.app.ctx, served.app.alice, limit=1)[0].product_id
 
 
 def test_a_corrected_category_gets_the_models_suggestion_for_it(served: Served, browser, tmp_path) -> None:  # noqa: F811
@@ -242,4 +242,38 @@ def test_activating_asks_first_then_the_header_and_notes_follow(served: Served, 
     (row,) = [v for v in services.versions(served.app.ctx, served.app.admin) if v["version"] == "v-two"]
     assert row["status"] == "active" and row["notes"].startswith("Activated by hand by admin on ")
     page.screenshot(path=str(shots(tmp_path) / "admin-activated.png"), full_page=True)
+    page.close()
+
+
+def test_my_products_lists_filters_and_reopens_a_product_with_its_history(
+    served: Served,
+    browser,  # noqa: F811
+    tmp_path,
+) -> None:
+    from playwright.sync_api import expect
+
+    mine = served.app
+    ids = [
+        services.upload_one(mine.ctx, mine.alice, mine.photo(f"p{i}", seed=i), "tee").view.product_id for i in range(3)
+    ]
+    services.save_labels(mine.ctx, mine.alice, ids[1], "tee", {"color": "blue"})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, served.url, "alice")
+    page.get_by_role("tab", name="My products").click()
+    note = page.locator("#vt-products-note")
+    expect(note).to_contain_text("3 product(s); page 1 of 1", timeout=30_000)
+    gallery = page.locator("#vt-products")
+    expect(gallery).to_contain_text(f"#{ids[1]} tee · confirmed · 1/2 (50%)")
+    expect(gallery).to_contain_text(f"#{ids[0]} tee · suggested · 0/2 (0%)")
+    assert "owner_id" not in gallery.inner_text()
+    page.screenshot(path=str(shots(tmp_path) / "my-products.png"), full_page=True)
+    pick(page, "vt-products-status", "confirmed")
+    expect(note).to_contain_text("1 product(s)", timeout=30_000)
+    gallery.locator(".thumbnail-item").first.click()  # the one thumbnail left
+    expect(page.locator("#vt-summary")).to_contain_text(f"Product {ids[1]}", timeout=30_000)
+    page.get_by_text("History of this product").click()
+    history = page.locator("#vt-history")
+    expect(history).to_contain_text("alice")
+    expect(history).to_contain_text("blue")
+    page.screenshot(path=str(shots(tmp_path) / "reopened.png"), full_page=True)
     page.close()

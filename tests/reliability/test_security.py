@@ -64,6 +64,15 @@ UI_EVENTS = {
     "header_text",  # the header's signed-in line, refreshed (the active model changes)
     "on_ask",  # "Activate X?": reads the active version's id only, changes nothing
     "on_cancel",  # the activation question's "Cancel": changes nothing
+    # "My products": the list (search, filters, tab opened, pages) and a product opened from it;
+    # services.product_page and services.get_product with the request's user.
+    "on_products_1",
+    "on_products_2",
+    "on_products_3",
+    "on_products_4",
+    "on_prev_page",
+    "on_next_page",
+    "on_open_product",
     "js_fn",  # "Log out": runs in the browser only (goes to /logout), no Python function
     # After an export was sent: remove its folder (the path comes from server-side state).
     "discard_sent",

@@ -123,3 +123,22 @@ def test_admin_plots_show_each_version_by_name_with_rounded_scores() -> None:
     )
     assert len(per_attribute) == 4 and 0.712 in per_attribute["score"].tolist()
     assert score_history([])["score"].dtype == float  # an empty plot already has a numeric axis
+
+
+def test_my_products_pages_filters_and_searches(app: App) -> None:
+    ids = [services.upload_one(app.ctx, app.alice, app.photo(f"p{i}", seed=i), "tee").view.product_id for i in range(5)]
+    services.save_labels(app.ctx, app.alice, ids[0], "tee", {"color": "blue"})
+    services.save_labels(app.ctx, app.alice, ids[1], "mug", {})
+    everything = services.product_page(app.ctx, app.alice, per_page=2)
+    assert (everything.total, everything.pages, [r.product_id for r in everything.rows]) == (5, 3, ids[:-3:-1])
+    last = services.product_page(app.ctx, app.alice, per_page=2, page=99)  # past the end: the last page
+    assert (last.page, [r.product_id for r in last.rows]) == (3, [ids[0]])
+    (blue,) = services.product_page(app.ctx, app.alice, search="BLUE").rows
+    assert (blue.product_id, blue.status, blue.labelled, blue.attributes) == (ids[0], "confirmed", 1, 2)
+    assert blue.completeness == 0.5
+    assert [r.product_id for r in services.product_page(app.ctx, app.alice, category="mug").rows] == [ids[1]]
+    suggested = services.product_page(app.ctx, app.alice, status="suggested").rows
+    assert sorted(r.product_id for r in suggested) == ids[2:]
+    assert services.product_page(app.ctx, app.alice, search=str(ids[3])).rows[0].product_id == ids[3]
+    assert services.product_page(app.ctx, app.bob).total == 0
+    assert "owner_id" not in services.as_json(services.my_products(app.ctx, app.alice))[0]
