@@ -16,7 +16,14 @@ from .app_settings import (
 from .engine import default_sqlite_url, make_engine, make_session_factory
 from .exporter import export_labels, export_predictions
 from .importer import ImportReport, LayoutMismatchError, check_layout, import_dataset
-from .labels import HistoryEntry, current_labels, current_labels_bulk, label_history, record_labels
+from .labels import (
+    HistoryEntry,
+    confirmed_products,
+    current_labels,
+    current_labels_bulk,
+    label_history,
+    record_labels,
+)
 from .media import MediaError, MediaStore
 from .migrate import alembic_config, current_revision, head_revision, upgrade
 from .predictions import (
@@ -24,6 +31,7 @@ from .predictions import (
     StoredPrediction,
     latest_prediction,
     latest_predictions,
+    predicted_products,
     review_queue,
     save_prediction,
 )
@@ -60,6 +68,7 @@ from .registry import (
     list_runs,
     list_versions,
     mark_interrupted_runs,
+    prepend_version_note,
     register_version,
     run_is_active,
     running_run,
@@ -118,6 +127,7 @@ __all__ = [
     "cancel_run",
     "change_taxonomy",
     "check_layout",
+    "confirmed_products",
     "corrections_between",
     "count_products",
     "create_run",
@@ -152,6 +162,8 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "mark_interrupted_runs",
+    "predicted_products",
+    "prepend_version_note",
     "product_total",
     "products_labelled_since",
     "record_labels",

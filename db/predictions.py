@@ -128,6 +128,21 @@ def latest_predictions(
     return [(p, _assemble(p, groups[p.id])) for p in session.scalars(query) if p.id in groups]
 
 
+def predicted_products(session: Session, viewer: User, product_ids: list[int]) -> set[int]:
+    """The ids among ``product_ids`` that the viewer may see and a model has made a prediction for."""
+    ids = sorted(set(product_ids))
+    out: set[int] = set()
+    for start in range(0, len(ids), 500):  # well under every backend's parameter limit
+        query = (
+            select(Prediction.product_id)
+            .join(Product, Product.id == Prediction.product_id)
+            .where(Prediction.product_id.in_(ids[start : start + 500]), visible_to(viewer))
+            .distinct()
+        )
+        out.update(session.scalars(query))
+    return out
+
+
 def review_queue(session: Session, viewer: User, limit: int = 20) -> list[QueueItem]:
     """The viewer's own products with a prediction but no label confirmed by a person, least sure first.
 

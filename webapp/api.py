@@ -56,11 +56,13 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def products(limit: int, offset: int, request: gr.Request) -> list:
         """Your products (an admin's: everyone's), newest first."""
-        return services.my_products(
-            ctx,
-            Viewer.of(request),
-            limit=services.count_of(limit, name="limit", low=1, high=500),
-            offset=services.count_of(offset, name="offset", low=0, high=2**31),
+        return as_json(
+            services.my_products(
+                ctx,
+                Viewer.of(request),
+                limit=services.count_of(limit, name="limit", low=1, high=500),
+                offset=services.count_of(offset, name="offset", low=0, high=2**31),
+            )
         )
 
     def history(product_id: int, request: gr.Request) -> list:

@@ -7,6 +7,7 @@ import getpass
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import db
 from taxonomy import FormatError, TaxonomyError, save_taxonomy, taxonomy_from_folder
@@ -16,6 +17,9 @@ from . import settings as settings_mod
 from .adoption import ADOPT_FLAG, adopt_dataset_taxonomy, adopted_summary, mismatch_advice
 from .auth import ExpiringTokens, ensure_initial_admin, load_users_file, make_authenticator
 from .context import AppContext, open_context
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 log = logging.getLogger(__name__)
 
@@ -102,26 +106,15 @@ def _owner(ctx: AppContext, name: str) -> db.User:
         return user
 
 
-def serve(args: argparse.Namespace) -> int:
-    settings = settings_mod.from_args(args)
-    if args.no_auth and not settings.is_loopback:
-        print(
-            f"refusing to listen on {settings.host} without authentication: anyone on the network could "
-            "read and change every label. Drop --no-auth (users sign in) or listen on 127.0.0.1.",
-            file=sys.stderr,
-        )
-        return 2
-    ctx = open_context(settings)
-    if settings.users_file:
-        load_users_file(ctx, settings.users_file)
-    created = ensure_initial_admin(ctx)  # only when there is still no admin
-    if created:
-        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
+def launch(ctx: AppContext, *, no_auth: bool = False) -> gr.Blocks:
+    """Build the app and start its server on ``ctx.settings``' host and port without blocking;
+    the browser tests start it this way too, on a context of their own."""
     from .ui import CSS, HEAD, build
 
+    settings = ctx.settings
     demo = build(ctx)
     demo.queue(default_concurrency_limit=8)
-    auth = {"auth_dependency": lambda request: "admin"} if args.no_auth else {"auth": make_authenticator(ctx)}
+    auth = {"auth_dependency": lambda request: "admin"} if no_auth else {"auth": make_authenticator(ctx)}
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,
@@ -138,6 +131,25 @@ def serve(args: argparse.Namespace) -> int:
     # The server already answers while this swap happens: keep sign-ins made in that moment.
     for token, user in list(issued_before.items()):
         tokens[token] = user
+    return demo
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = settings_mod.from_args(args)
+    if args.no_auth and not settings.is_loopback:
+        print(
+            f"refusing to listen on {settings.host} without authentication: anyone on the network could "
+            "read and change every label. Drop --no-auth (users sign in) or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    ctx = open_context(settings)
+    if settings.users_file:
+        load_users_file(ctx, settings.users_file)
+    created = ensure_initial_admin(ctx)  # only when there is still no admin
+    if created:
+        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
+    demo = launch(ctx, no_auth=args.no_auth)
     ctx.policy.start()
     ctx.models.start_following(settings.model_poll_seconds)
     demo.block_thread()
