@@ -14,14 +14,16 @@ import torch
 from taxonomy import LabeledExample, MetricReport, Taxonomy, file_sha256
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .config import ModelConfig, TrainConfig, default_train_config, recipe_for
 from .data import EARLY_STOP_SALT, DataError, require_trainable, split_held_out
 from .embeddings import Embedded, embed_examples
 from .evaluation import predict_values, score, to_probabilities
 from .heads import HeadBank
 from .labels import EncodedLabels, encode_labels, head_counts
 from .model import TaxonomyNet, build_model
-from .preprocess import Preprocess
+from .preprocess import preprocess_for
+from .prior import choose_logit_adjustments
+from .recipe import plan_run
 from .runtime import intra_op_threads, resolve_device, resolve_precision, seed_everything
 from .train import CHECKPOINT_NAME, TrainResult, epoch_order, make_loss
 from .weights import Fetch
@@ -35,6 +37,13 @@ HEADS_THREADS = 1
 def _heads_forward(heads: HeadBank, device: torch.device):
     def forward(vectors: torch.Tensor, cats: torch.Tensor | None):
         return to_probabilities(heads(vectors.to(device), cats.to(device) if cats is not None else None))
+
+    return forward
+
+
+def _raw_heads(heads: HeadBank, device: torch.device):
+    def forward(vectors: torch.Tensor, cats: torch.Tensor):
+        return heads(vectors.to(device), cats.to(device))
 
     return forward
 
@@ -133,7 +142,6 @@ def retrain_heads(
     report = progress or (lambda f, m: None)
     require_trainable(examples)
     dev = resolve_device(device)
-    config = config or default_train_config(dev.type)
     generator = seed_everything(seed)
     if base_checkpoint is not None:
         base = load_checkpoint(base_checkpoint)
@@ -141,10 +149,12 @@ def retrain_heads(
         model_config, preprocess, parent = base.model_config, base.preprocess, base.version_id
         fingerprint, source = base.backbone_fingerprint, base.backbone_source
     else:
-        model_config = model_config or default_model_config(dev.type)
-        source_model, source = build_model(model_config, taxonomy, fetch=fetch)
-        preprocess, parent = Preprocess(model_config.image_size), None
+        plan = plan_run(dev.type, config=config, model_config=model_config, fetch=fetch)
+        model_config = plan.model_config
+        source_model, source = build_model(model_config, taxonomy, trunk=plan.trunk)
+        preprocess, parent = preprocess_for(model_config), None
         fingerprint = source_model.backbone.fingerprint()
+    config = config or default_train_config(dev.type, recipe=recipe_for(source))
     model = TaxonomyNet(model_config, taxonomy)
     model.backbone.load_state_dict(source_model.backbone.state_dict())
     dtype = resolve_precision(config.precision, dev)
@@ -199,6 +209,10 @@ def retrain_heads(
             evaluate=evaluate_heads if stop_part else None,
             progress=lambda f, m: report(0.7 + 0.28 * f, m),
         )
+        # The prior correction per attribute, on the early-stopping slice (never the held-out part).
+        chosen = choose_logit_adjustments(
+            model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
+        )
     metrics = heads_report(model.heads, held_set, held, taxonomy, dev).as_dict() if held else {"score": None}
     metrics.update(
         {
@@ -207,6 +221,7 @@ def retrain_heads(
             "early_stop_examples": len(stop_part),
             "held_out_examples": len(held),
             "epochs_run": len(history),
+            "logit_adjustment": chosen,
         }
     )
     out = Path(out_dir)
