@@ -8,7 +8,7 @@ block after its last stage, see ``model.py``). A ResNet50 costs about 2.3x the F
 project's 2-core machines) fewer epochs of a bigger network is the worse trade within a
 15-minute budget. The CPU schedule (38 epochs, the first half on 80-pixel photos: the cost of
 30 full-size epochs) and the prior correction tau = -0.15 were chosen by 3-fold
-cross-validation on myntra-dev's train.csv (``bench/cv_myntra.py``; numbers in
+cross-validation on myntra-dev's train.csv (``bench/cv.py``; numbers in
 ``bench/RESULTS.md``). The GPU defaults keep the plain schedule: nothing was measured there.
 
 From a pretrained trunk (ImageNet through torchvision's weights API, or a local weights file:
