@@ -23,11 +23,12 @@ from taxonomy import (
 )
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig, default_model_config, default_train_config
+from .config import CROPS, TrainConfig, default_train_config, recipe_for
 from .data import DataError, read_dataset
 from .embeddings import embed_examples
 from .pipeline import train_full
 from .predictor import Predictor
+from .recipe import plan_run
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
 
@@ -63,15 +64,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if errors:
         print(f"skipped {len(errors)} bad rows of train.csv; first: line {errors[0].row}: {errors[0].reason}")
     device = resolve_device(args.device)
-    config: TrainConfig = default_train_config(device.type)
+    if args.mode == "heads" and args.base is not None:
+        base = load_checkpoint(args.base)
+        config: TrainConfig = default_train_config(device.type, recipe=recipe_for(base.backbone_source))
+        model_config, trunk = base.model_config, None
+    else:
+        # The trunk is loaded first: its source (ImageNet, a file, or random when ImageNet cannot
+        # be downloaded) decides the recipe's defaults, which the options below then override.
+        plan = plan_run(device.type, weights=args.weights, arch=args.arch)
+        config, model_config, trunk = plan.config, plan.model_config, plan.trunk
+        print(f"trunk weights: {plan.backbone_source}; recipe: {plan.recipe}")
     config = replace(config, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     if args.epochs and args.mode == "heads":
         config = replace(config, heads_epochs=args.epochs)
-    model_config = default_model_config(device.type, weights=args.weights)
-    if args.arch:
-        model_config = replace(model_config, arch=args.arch)
     if args.image_size:
         model_config = replace(model_config, image_size=args.image_size)
+    if args.crop:
+        model_config = replace(model_config, crop=args.crop)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
     if args.mode == "heads":
         result = retrain_heads(
@@ -97,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             resume=args.resume,
             progress=progress,
+            trunk=trunk,
         )
     _report_skipped(result.skipped)
     score = result.metrics.get("score")
@@ -214,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--weights", default="imagenet", help="imagenet, none or a local ResNet weights file")
     train.add_argument("--arch", choices=["resnet18", "resnet34", "resnet50"], default=None)
-    train.add_argument("--image-size", type=int, default=None)
+    train.add_argument("--image-size", type=int, default=None, help="default: the recipe's (224 px pretrained)")
+    train.add_argument("--crop", choices=CROPS, default=None, help="how a photo becomes square (default: pad)")
     train.add_argument("--base", type=Path, default=None, help="heads mode: checkpoint whose backbone is kept")
     train.add_argument("--cache", type=Path, default=None, help="heads mode: embedding cache folder")
     train.add_argument("--taxonomy", type=Path, default=None, help="taxonomy JSON (default: from the data)")
