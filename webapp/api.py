@@ -134,4 +134,4 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         register_model,
         model_status,
     ):
-        gr.api(friendly(fn), api_name=fn.__name__, concurrency_limit=None if fn is not retrain else 1)
+        gr.api(friendly(fn), api_name=fn.__name__, concurrency_limit=1 if fn in (retrain, register_model) else None)
