@@ -261,7 +261,7 @@ def score_command(args: argparse.Namespace) -> int:
             "or register one with 'python app.py register-model PATH'"
         )
     interactive = sys.stderr.isatty()
-    last = [0.0]
+    last = [-1.0]
 
     def progress(done: int, total: int, seconds: float) -> None:
         if seconds - last[0] < 1.0 and done < total:

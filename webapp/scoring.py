@@ -106,6 +106,8 @@ def score_catalogue(
             )
 
     scored = unreadable = 0
+    if progress is not None:
+        progress(0, total, 0.0)
     with ThreadPoolExecutor(max(1, decode_threads), thread_name_prefix="decode") as pool:
         batch = fetch(after)
         photos = decode(predictor, batch, pool)
