@@ -268,7 +268,9 @@ def score_command(args: argparse.Namespace) -> int:
             return
         last[0] = seconds
         rate = done / seconds if seconds > 0 else 0.0
-        left = f", about {(total - done) / rate / 60:.1f} min left" if rate > 0 and done < total else ""
+        remaining = (total - done) / rate if rate > 0 else 0.0
+        left = f", about {remaining / 60:.0f} min left" if remaining >= 120 else f", about {remaining:.0f} s left"
+        left = left if rate > 0 and done < total else ""
         line = f"scored {done}/{total} products ({rate:.0f}/s{left})"
         print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
 
