@@ -18,6 +18,7 @@ SMOKE = {
     "suggest_latency.py": ["--smoke"],
     "embed_throughput.py": ["--smoke"],
     "app_memory.py": ["--smoke"],
+    "score_throughput.py": ["--smoke"],
     "run_all.py": ["--smoke", "--only", "import_labels"],
     "loop.py": ["--smoke"],
 }

@@ -32,7 +32,7 @@ from taxonomy import (
     read_image_bytes,
 )
 
-from . import adoption
+from . import adoption, gate
 from .auth import AccessDenied, require_admin
 from .context import AppContext
 
@@ -704,6 +704,36 @@ def activate(ctx: AppContext, viewer: Viewer, version_id: str) -> Activation:
     # Re-scored in the background; the form suggests on demand for products not reached yet.
     rescored = ctx.models.start_rescore()
     return Activation(loaded.version_id, rescored)
+
+
+@dataclass(frozen=True)
+class Registration:
+    version_id: str
+    passed: bool  # not worse than the active version (or the baseline) on the held-out products
+    activated: bool  # passed, or forced
+    score: float
+    reference: float
+    message: str
+    rescored: int  # queued products re-scored in the background after the activation
+
+
+def register_model(ctx: AppContext, viewer: Viewer, checkpoint_path: str, force: bool = False) -> Registration:
+    """Judge a checkpoint file on the server, trained outside the app, by the gate; it is copied
+    into the models folder and activated only if it passes (or ``force``, which is recorded)."""
+    with ctx.transaction() as session:
+        admin_id = admin_of(session, viewer).id
+    path = Path(str(checkpoint_path).strip()).expanduser()
+    verdict = gate.register_checkpoint(ctx.models, path, user_id=admin_id, force=bool(force))
+    rescored = ctx.models.start_rescore() if verdict.activated else 0
+    return Registration(
+        verdict.version_id,
+        verdict.passed,
+        verdict.activated,
+        verdict.score,
+        verdict.reference,
+        verdict.message,
+        rescored,
+    )
 
 
 def start_training(ctx: AppContext, viewer: Viewer, kind: str = "heads", fresh: bool = False) -> dict:

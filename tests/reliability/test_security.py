@@ -41,6 +41,7 @@ NAMED = {
     "/runs": "admin",
     "/versions": "admin",
     "/activate": "admin",
+    "/register_model": "admin",
     "/model_status": "any",
 }
 # The UI's own events (not in the API description, but callable by a signed-in browser): each
@@ -204,6 +205,7 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
             "/version_change": ("planted",),
             "/runs": (5,),
             "/activate": ("planted",),
+            "/register_model": ("/etc/passwd", True),
         }
         outcome, message = call_as(app, "bob", endpoint, *args.get(endpoint, ()))
         assert outcome == "error" and "only an admin may do this" in message, message
