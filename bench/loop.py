@@ -193,8 +193,15 @@ def main() -> int:
     val, _ = read_dataset(args.data, taxonomy, csv_name="val.csv")
     val = [e for e in val if e.image_path][: args.val_limit or None]
     n_first = round(len(examples) * args.first_share)
-    first, stream = examples[:n_first], examples[n_first:]
-    round_size = -(-len(stream) // args.rounds)
+    first, rest = examples[:n_first], examples[n_first:]
+    # The stream holds products with at least one label (a save with nothing to say writes no
+    # label event, and the policy counts labelled products), in rounds of equal size, so that
+    # each round's last save is the one that starts the policy's run; the remainder joins the
+    # first share.
+    labelled = [e for e in rest if any(v is not None for v in e.labels.values())]
+    round_size = len(labelled) // args.rounds
+    stream = labelled[: round_size * args.rounds]
+    first += [e for e in rest if e not in stream]
     write_subset(args.data, {e.id for e in first}, work / "first")
     env = {
         "VT_AUTO_RETRAIN": "on",

@@ -27,6 +27,7 @@ BENCHMARKS = {
     "retrain_speed": (["--json", "{json}"], ["--smoke"]),
     "app_memory": (["--json", "{json}"], ["--smoke"]),
     "import_labels": ([], ["--limit", "500"]),
+    "score_throughput": (["--json", "{json}"], ["--smoke"]),
 }
 
 

@@ -7,7 +7,7 @@
 
 By default all of train.csv trains for the default's fixed schedule and the last epoch is kept; the
 schedule and the prior correction were chosen by cross-validation on train.csv
-(``bench/cv_myntra.py``), and val.csv is only read at the end, to report.
+(``bench/cv.py``), and val.csv is only read at the end, to report.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from taxonomy import Taxonomy
 
 from .products import resolve_product, user_id, visible_to
-from .tables import LABEL_SOURCES, LabelEvent, Product, User, utcnow
+from .tables import CONFIRMED_SOURCES, LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MODEL_SOURCES = ("model_accepted", "model_edited")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
@@ -130,6 +130,22 @@ def current_labels_bulk(
         found = latest_values(session, where)
         for pid, category in session.execute(select(Product.id, Product.category).where(where)):
             out[pid] = restrict(taxonomy, category, found.get(pid, (category, {}))[1])
+    return out
+
+
+def confirmed_products(session: Session, viewer: User, product_ids: Iterable[int]) -> set[int]:
+    """The ids among ``product_ids`` that the viewer may see and a person has confirmed a label of."""
+    ids = sorted(set(product_ids))
+    out: set[int] = set()
+    for start in range(0, len(ids), _CHUNK):
+        query = (
+            select(LabelEvent.product_id)
+            .join(Product, Product.id == LabelEvent.product_id)
+            .where(LabelEvent.product_id.in_(ids[start : start + _CHUNK]), visible_to(viewer))
+            .where(LabelEvent.source.in_(CONFIRMED_SOURCES))
+            .distinct()
+        )
+        out.update(session.scalars(query))
     return out
 
 

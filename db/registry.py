@@ -112,6 +112,14 @@ def activate_version(session: Session, version_id: str) -> ModelVersion:
     return version
 
 
+def prepend_version_note(session: Session, version_id: str, note: str) -> ModelVersion:
+    """Put ``note`` before a version's notes (what happened to it last reads first)."""
+    version = get_version(session, version_id)
+    version.notes = note + (f" Before: {version.notes}" if version.notes else "")
+    session.flush()
+    return version
+
+
 # -- training runs -------------------------------------------------------------------------------
 
 

@@ -13,11 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = {
     "import_labels.py": ["--limit", "500"],
     "train_myntra.py": ["--smoke"],
-    "cv_myntra.py": ["--smoke"],
+    "cv.py": ["--smoke"],
     "retrain_speed.py": ["--smoke"],
     "suggest_latency.py": ["--smoke"],
     "embed_throughput.py": ["--smoke"],
     "app_memory.py": ["--smoke"],
+    "score_throughput.py": ["--smoke"],
     "run_all.py": ["--smoke", "--only", "import_labels"],
     "loop.py": ["--smoke"],
 }

@@ -15,7 +15,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .config import ModelConfig, TrainConfig, default_model_config, default_train_config, recipe_for
 from .data import DataError, ImageSet, load_images, read_dataset, split_held_out
 from .embeddings import EmbeddingCache, embed_examples
 from .evaluation import majority_baseline
@@ -23,7 +23,9 @@ from .losses import TaxonomyLoss, class_weights, focal_loss, sample_weights
 from .model import Backbone, SEBlock, TaxonomyNet, build_model
 from .pipeline import train_full
 from .predictor import Predictor
-from .preprocess import Preprocess, augment, open_image, prepare_image, to_model_input
+from .preprocess import Preprocess, augment, open_image, prepare_image, preprocess_for, to_model_input
+from .prior import choose_logit_adjustments
+from .recipe import RunPlan, plan_run
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import intra_op_threads
 from .train import FitResult, TrainResult, evaluate, fit, train_one_epoch
@@ -41,6 +43,7 @@ __all__ = [
     "Predictor",
     "Preprocess",
     "PretrainedWeightsUnavailable",
+    "RunPlan",
     "SEBlock",
     "TaxonomyLoss",
     "TaxonomyMismatchError",
@@ -50,6 +53,7 @@ __all__ = [
     "atomic_save",
     "augment",
     "build_model",
+    "choose_logit_adjustments",
     "class_weights",
     "default_model_config",
     "default_train_config",
@@ -64,8 +68,11 @@ __all__ = [
     "load_trunk_weights",
     "majority_baseline",
     "open_image",
+    "plan_run",
     "prepare_image",
+    "preprocess_for",
     "read_dataset",
+    "recipe_for",
     "retrain_heads",
     "sample_weights",
     "save_checkpoint",

@@ -47,6 +47,12 @@ class Checkpoint:
     backbone_source: str = "random"
     created: str = ""
 
+    @property
+    def recipe(self) -> str:
+        """Which recipe trained it: "scratch", "pretrained" or "custom" (``config.TrainConfig.recipe``);
+        "unrecorded" for checkpoints written before recipes existed."""
+        return str(self.train_config.get("recipe", "unrecorded"))
+
     def build_model(self, device: torch.device | str = "cpu") -> TaxonomyNet:
         model = TaxonomyNet(self.model_config, self.taxonomy)
         try:

@@ -9,6 +9,7 @@ import logging
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,12 +26,13 @@ from taxonomy import (
 )
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .config import CROPS, ModelConfig, TrainConfig, default_train_config, recipe_for
 from .data import DataError, read_dataset
 from .distributed import DistContext, distributed_run
 from .embeddings import embed_examples
 from .pipeline import train_full
 from .predictor import Predictor
+from .recipe import plan_run
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
 from .train import TrainResult
@@ -60,27 +62,32 @@ def _report_skipped(skipped: tuple | list, what: str = "photos") -> None:
         print(f"skipped {len(skipped)} unreadable or missing {what}; first: {skipped[0][0]}: {skipped[0][1]}")
 
 
-def _config_file(path: Path, config: TrainConfig, model_config: ModelConfig) -> tuple[TrainConfig, ModelConfig]:
-    """``config`` and ``model_config`` with the fields named in the JSON file's "train" and
-    "model" objects (the layout of a run's config.json, whose other keys are ignored)."""
+def _config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The "train" and "model" objects of a JSON config file (the layout of a run's config.json,
+    whose other keys are ignored), their fields checked against ``TrainConfig``/``ModelConfig``."""
     try:
         raw = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise CommandError(f"cannot read the config file {path}: {exc}") from None
     if not isinstance(raw, dict) or not {"train", "model"} & set(raw):
         raise CommandError(f'{path}: a config file is a JSON object with a "train" and/or a "model" object')
-    out = []
-    for key, base in (("train", config), ("model", model_config)):
+    out = {}
+    for key, cls in (("train", TrainConfig), ("model", ModelConfig)):
         given = raw.get(key, {})
-        known = {f.name for f in fields(base)}
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(given) - known) if isinstance(given, dict) else ["(not an object)"]
         if unknown:
             raise CommandError(f"{path}: unknown {key} settings {unknown}; known: {sorted(known)}")
-        try:
-            out.append(type(base).from_dict({**base.to_dict(), **given}))
-        except (TypeError, ValueError) as exc:
-            raise CommandError(f"{path}: {exc}") from None
-    return out[0], out[1]
+        _overridden(cls(), given, path)  # a bad value is named before any trunk is loaded
+        out[key] = given
+    return out
+
+
+def _overridden(config: Any, given: dict[str, Any], path: Path) -> Any:
+    try:
+        return type(config).from_dict({**config.to_dict(), **given})
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"{path}: {exc}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -104,10 +111,25 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
     examples, errors = read_dataset(data, taxonomy)
     if errors and dist.is_main:
         print(f"skipped {len(errors)} bad rows of train.csv; first: line {errors[0].row}: {errors[0].reason}")
-    config: TrainConfig = default_train_config(device.type)
-    model_config = default_model_config(device.type)
+    given = _config_file(args.config) if args.config else {"train": {}, "model": {}}
+    if args.mode == "heads" and args.base is not None:
+        base = load_checkpoint(args.base)
+        config: TrainConfig = default_train_config(device.type, recipe=recipe_for(base.backbone_source))
+        model_config, trunk = base.model_config, None
+    else:
+        # The trunk is loaded first: its source (ImageNet, a file, or random when ImageNet cannot
+        # be downloaded) decides the recipe's defaults, which the config file and the options
+        # below then override.
+        weights = args.weights or given["model"].get("weights")
+        plan = plan_run(device.type, weights=weights, arch=args.arch or given["model"].get("arch"))
+        config, model_config, trunk = plan.config, plan.model_config, plan.trunk
+        if dist.is_main:
+            print(f"trunk weights: {plan.backbone_source}; recipe: {plan.recipe}")
     if args.config:
-        config, model_config = _config_file(args.config, config, model_config)
+        config, model_config = (
+            _overridden(config, given["train"], args.config),
+            _overridden(model_config, given["model"], args.config),
+        )
     config = replace(config, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
     if args.batch_size:
         config = replace(config, batch_size=args.batch_size)
@@ -117,12 +139,10 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
         raise CommandError(str(exc)) from None
     if args.epochs and args.mode == "heads":
         config = replace(config, heads_epochs=args.epochs)
-    if args.weights:
-        model_config = replace(model_config, weights=args.weights)
-    if args.arch:
-        model_config = replace(model_config, arch=args.arch)
     if args.image_size:
         model_config = replace(model_config, image_size=args.image_size)
+    if args.crop:
+        model_config = replace(model_config, crop=args.crop)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
     if args.mode == "heads":
         return retrain_heads(
@@ -147,6 +167,7 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
         seed=args.seed,
         resume=args.resume,
         progress=progress,
+        trunk=trunk,
         dist=dist,
     )
 
@@ -260,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--weights", default=None, help="imagenet (the default), none or a local ResNet weights file")
     train.add_argument("--arch", choices=["resnet18", "resnet34", "resnet50"], default=None)
-    train.add_argument("--image-size", type=int, default=None)
+    train.add_argument("--image-size", type=int, default=None, help="default: the recipe's (224 px pretrained)")
+    train.add_argument("--crop", choices=CROPS, default=None, help="how a photo becomes square (default: pad)")
     train.add_argument("--base", type=Path, default=None, help="heads mode: checkpoint whose backbone is kept")
     train.add_argument("--cache", type=Path, default=None, help="heads mode: embedding cache folder")
     train.add_argument("--taxonomy", type=Path, default=None, help="taxonomy JSON (default: from the data)")

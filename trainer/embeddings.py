@@ -1,8 +1,10 @@
 """Pooled backbone embeddings, computed batched once per (image, backbone) and cached on disk.
 
-The cache is one file per backbone fingerprint, ``<cache_dir>/<fingerprint>.pt``, holding the
-sha256 of each image's bytes and its (C,) embedding. A new backbone gets a new file, so stale
-embeddings are never mixed with fresh ones.
+The cache is one file per backbone fingerprint and preprocessing,
+``<cache_dir>/<fingerprint>-<size>-<crop>.pt`` (``cache_key``), holding the sha256 of each image's
+bytes and its (C,) embedding. A new backbone, photo size or crop gets a new file, so stale
+embeddings are never mixed with fresh ones (the same ImageNet trunk serves a 112-px scratch-sized
+model and a 224-px pretrained-recipe one).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 _LOCK = threading.Lock()  # one writer per process; the file itself is replaced atomically
+
+
+def cache_key(fingerprint: str, preprocess: Preprocess) -> str:
+    """The cache's name for embeddings of ``preprocess``-ed photos through backbone ``fingerprint``."""
+    return f"{fingerprint}-{preprocess.image_size}-{preprocess.crop}"
 
 
 class EmbeddingCache:
@@ -103,7 +110,7 @@ def embed_examples(
     ``trainer.fastpath`` where it applies (a CPU, no autocast); it is off by default because at
     batch 64, folding cost included, it was no faster in ``bench/embed_throughput.py``.
     """
-    cache = EmbeddingCache(cache_dir, fingerprint) if cache_dir is not None else None
+    cache = EmbeddingCache(cache_dir, cache_key(fingerprint, preprocess)) if cache_dir is not None else None
     keys: list[str | None] = []
     skipped: list[tuple[str, str]] = []
     for ex in examples:

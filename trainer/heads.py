@@ -88,7 +88,10 @@ class HeadBank(nn.Module):
         for v in sizes:
             self.value_offsets.append(self.value_offsets[-1] + v)
         self.register_buffer("value_counts", torch.zeros(self.value_offsets[-1]))  # (sum V,)
-        self.register_buffer("logit_adjustment", torch.zeros(()))  # tau
+        self.register_buffer("logit_adjustment", torch.zeros(()))  # tau: the configured constant
+        # tau per attribute head, as chosen inside the run (``trainer.prior``); the constant where
+        # nothing was chosen. This is what ``_adjust`` applies.
+        self.register_buffer("head_logit_adjustment", torch.zeros(len(heads)))  # (H,)
 
     @torch.no_grad()
     def standardize_from(self, vectors: torch.Tensor) -> None:
@@ -107,7 +110,16 @@ class HeadBank(nn.Module):
 
     @torch.no_grad()
     def set_logit_adjustment(self, tau: float) -> None:
+        """One tau for every head (the configured constant)."""
         self.logit_adjustment.fill_(float(tau))
+        self.head_logit_adjustment.fill_(float(tau))
+
+    @torch.no_grad()
+    def set_head_logit_adjustments(self, taus: list[float]) -> None:
+        """One tau per attribute head (``attribute_heads`` order)."""
+        if len(taus) != len(self.attribute_heads):
+            raise ValueError(f"expected {len(self.attribute_heads)} taus (one per attribute head), got {len(taus)}")
+        self.head_logit_adjustment.copy_(torch.tensor(taus, dtype=self.head_logit_adjustment.dtype))
 
     def log_prior(self, head: int) -> torch.Tensor:
         """log p(value) of ``head`` on its training labels (V,); an unseen value counts as seen once,
@@ -116,16 +128,22 @@ class HeadBank(nn.Module):
         return counts.log() - counts.sum().log()  # (V,)
 
     def _adjust(self, head: int, logits: torch.Tensor) -> torch.Tensor:
-        if self.training or float(self.logit_adjustment) == 0.0 or int(self.trained_labels[head]) <= 0:
+        tau = self.head_logit_adjustment[head]
+        if self.training or float(tau) == 0.0 or int(self.trained_labels[head]) <= 0:
             return logits  # training sees raw logits: the correction is post hoc
-        return logits - self.logit_adjustment * self.log_prior(head).to(logits.dtype)  # (n, V)
+        return logits - tau.to(logits.dtype) * self.log_prior(head).to(logits.dtype)  # (n, V)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        # Checkpoints written before the prior correction existed load with it switched off.
+        # Checkpoints written before the prior correction existed load with it switched off; those
+        # written before it was chosen per attribute apply their one constant to every head.
         for name in ("value_counts", "logit_adjustment"):
             state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        state_dict.setdefault(
+            prefix + "head_logit_adjustment",
+            state_dict[prefix + "logit_adjustment"].expand_as(self.head_logit_adjustment).clone(),
+        )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, features: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:

@@ -18,7 +18,7 @@ from taxonomy import Taxonomy
 
 from .config import ModelConfig
 from .heads import HeadBank, HeadOutputs
-from .weights import Fetch, load_trunk_weights
+from .weights import Fetch, StateDict, load_trunk_weights
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Backbone(nn.Module):
         self._trunk_names = [name for name, _ in net.named_children() if name not in ("avgpool", "fc")]
         self.out_features = _FEATURES[arch]
         self.se = SEBlock(self.out_features, se_reduction)
+        self.frozen: tuple[str, ...] = ()  # trunk stages that neither learn nor update BatchNorm
 
     def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
         """Load a torchvision ResNet state dict (its ``fc`` is dropped) into the trunk."""
@@ -69,9 +70,30 @@ class Backbone(nn.Module):
             )
 
     def freeze(self, names: tuple[str, ...]) -> None:
+        """Freeze the named trunk stages: no gradients, and their BatchNorm stays in eval mode.
+
+        ``requires_grad_(False)`` alone would still let a BatchNorm in training mode normalise by
+        each batch and pull its running statistics (the pretrained trunk's) towards this data set.
+        """
+        unknown = set(names) - set(self._trunk_names)
+        if unknown:
+            raise ValueError(f"no trunk stage named {sorted(unknown)}; the stages are {self._trunk_names}")
+        self.frozen = tuple(n for n in self._trunk_names if n in names)
         for name, module in zip(self._trunk_names, self.trunk):
-            if name in names:
+            if name in self.frozen:
                 module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        for name, module in zip(self._trunk_names, self.trunk):
+            if name in self.frozen:
+                module.eval()  # model.train() must not switch a frozen stage back
+        return self
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """The trunk's trainable parameters (not the SE block's): ``TrainConfig.trunk_lr_scale``."""
+        return [p for p in self.trunk.parameters() if p.requires_grad]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.trunk(x)  # (B, C, H/32, W/32)
@@ -100,10 +122,20 @@ class TaxonomyNet(nn.Module):
         return self.heads(self.backbone(x), categories)
 
 
-def build_model(config: ModelConfig, taxonomy: Taxonomy, *, fetch: Fetch | None = None) -> tuple[TaxonomyNet, str]:
-    """A fresh model and where its trunk weights came from ("imagenet", a path, or "random")."""
+def build_model(
+    config: ModelConfig,
+    taxonomy: Taxonomy,
+    *,
+    fetch: Fetch | None = None,
+    trunk: tuple[StateDict | None, str] | None = None,
+) -> tuple[TaxonomyNet, str]:
+    """A fresh model and where its trunk weights came from ("imagenet", a path, or "random").
+
+    ``trunk`` is what ``load_trunk_weights`` already returned for ``config`` (the recipe is chosen
+    from its source before the model is built); without it the weights are loaded here.
+    """
     model = TaxonomyNet(config, taxonomy)
-    state, source = load_trunk_weights(config.arch, config.weights, fetch=fetch)
+    state, source = trunk if trunk is not None else load_trunk_weights(config.arch, config.weights, fetch=fetch)
     if state is not None:
         model.backbone.load_trunk(state)
         model.backbone.freeze(config.frozen_when_pretrained)

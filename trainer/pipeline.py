@@ -13,16 +13,17 @@ import torch
 from taxonomy import LabeledExample, Taxonomy, file_sha256
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, default_model_config, default_train_config, finetune_config
+from .config import ModelConfig, TrainConfig, default_train_config, finetune_config, recipe_for
 from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
 from .distributed import SINGLE, DistContext
 from .labels import encode_labels
 from .model import build_model
-from .preprocess import Preprocess
+from .preprocess import preprocess_for
+from .recipe import plan_run
 from .retrain import evaluate_checkpoint
 from .runtime import resolve_device, seed_everything
 from .train import TrainResult, fit
-from .weights import Fetch
+from .weights import Fetch, StateDict
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,15 @@ def train_full(
     resume: bool = False,
     fetch: Fetch | None = None,
     init_checkpoint: str | os.PathLike | None = None,
+    trunk: tuple[StateDict | None, str] | None = None,
     dist: DistContext = SINGLE,
 ) -> TrainResult:
     """Train backbone and heads on ``examples``; the epoch that scores best on an early-stopping
     slice of the training part is written to ``out_dir/model.pt``, and the returned metrics are its
     score on the held-out split (or on ``val_examples``). ``resume`` continues ``out_dir/last.pt``.
+
+    The configs not given are the defaults of the recipe the trunk's weights call for
+    (``recipe.plan_run``); ``trunk`` is a plan's already loaded weights for ``model_config``.
 
     With ``init_checkpoint`` (the active version, in the app) the run fine-tunes that model, its
     architecture and preprocessing kept, on the shorter schedule of ``config.finetune_config``
@@ -65,9 +70,11 @@ def train_full(
             differences = "; ".join(base.taxonomy.differences(taxonomy)[:5])
             raise DataError(f"cannot fine-tune {base.version_id}: it was trained for another taxonomy ({differences})")
         model_config = base.model_config
-        config = config or finetune_config(default_train_config(dev.type))
-    config = config or default_train_config(dev.type)
-    model_config = model_config or default_model_config(dev.type)
+        recipe = recipe_for(base.backbone_source)
+        config = config or finetune_config(default_train_config(dev.type, recipe=recipe))
+    else:
+        plan = plan_run(dev.type, config=config, model_config=model_config, trunk=trunk, fetch=fetch)
+        config, model_config = plan.config, plan.model_config
     seed = config.seed if seed is None else seed
     encode_labels(examples, taxonomy)  # fail before any photo is read if a label is unknown
     if val_examples is None:
@@ -77,7 +84,7 @@ def train_full(
     # The best epoch is chosen on a slice of the training part, never on the held-out products
     # that then judge the model (and the active one) at the gate.
     fit_part, stop_part = split_held_out(train, config.val_fraction, salt=EARLY_STOP_SALT)
-    preprocess = base.preprocess if base is not None else Preprocess(model_config.image_size)
+    preprocess = base.preprocess if base is not None else preprocess_for(model_config)
     train_set = load_images(fit_part, preprocess, progress=lambda f, m: report(0.1 * f, m))
     stop_set = load_images(stop_part, preprocess)
     if not train_set.examples:
@@ -88,7 +95,7 @@ def train_full(
         if source != "random":  # a pretrained trunk keeps its early layers frozen, as when it was trained
             model.backbone.freeze(model_config.frozen_when_pretrained)
     else:
-        model, source = build_model(model_config, taxonomy, fetch=fetch)
+        model, source = build_model(model_config, taxonomy, trunk=plan.trunk)
     result = fit(
         model,
         train_set,
@@ -115,6 +122,7 @@ def train_full(
             "train_examples": len(train_set.examples),
             "early_stop_examples": len(stop_set.examples),
             "held_out_examples": len(held),
+            "logit_adjustment": result.checkpoint.metrics.get("logit_adjustment"),
         }
     )
     # The checkpoint describes itself by the held-out numbers too (same weights, same version id).

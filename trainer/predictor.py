@@ -91,22 +91,52 @@ class Predictor:
             raise ValueError(f"{len(images)} images but {len(categories)} categories")
         if ids is not None and len(ids) != len(images):
             raise ValueError(f"{len(images)} images but {len(ids)} ids")
-        taxonomy = self.taxonomy
-        known = [
-            -1 if c is None else taxonomy.category_names.index(taxonomy.category(c).name)
-            for c in (categories or [None] * len(images))
-        ]
+        known = self._known(categories, len(images))
         names = list(ids) if ids is not None else [_default_id(img, i) for i, img in enumerate(images)]
         out: list[ProductPrediction] = []
         for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            pre = self.checkpoint.preprocess
-            raw = torch.stack([prepare_image(open_image(img), pre) for img in chunk])  # (b, 3, S, S)
-            given = torch.tensor(known[start : start + len(chunk)], dtype=torch.int64)  # (b,)
-            with self._lock:
-                probs = self._forward(raw, given)
-            out += self._to_predictions(probs, given, names[start : start + len(chunk)], top_k)
+            raw = torch.stack([self.prepare(img) for img in images[start : start + self.batch_size]])  # (b, 3, S, S)
+            out += self._predict_raw(raw, known[start : start + len(raw)], names[start : start + len(raw)], top_k)
         return out
+
+    def prepare(self, image: ImageInput) -> torch.Tensor:
+        """A photo decoded and resized for this model, as a uint8 tensor (3, S, S). Safe to call
+        from several threads at once (bulk scoring decodes in a thread pool); raises
+        ``taxonomy.ImageError`` for a photo that cannot be decoded."""
+        return prepare_image(open_image(image), self.checkpoint.preprocess)
+
+    def predict_prepared(
+        self,
+        raw: torch.Tensor,
+        categories: Sequence[str | None],
+        top_k: int = 3,
+        *,
+        ids: Sequence[str],
+    ) -> list[ProductPrediction]:
+        """``predict`` for photos already turned into tensors by ``prepare``, stacked (N, 3, S, S)."""
+        if not len(categories) == len(ids) == raw.shape[0]:
+            raise ValueError(f"{raw.shape[0]} images, {len(categories)} categories and {len(ids)} ids")
+        known, out = self._known(categories, raw.shape[0]), []
+        for start in range(0, raw.shape[0], self.batch_size):
+            end = start + self.batch_size
+            out += self._predict_raw(raw[start:end], known[start:end], list(ids[start:end]), top_k)
+        return out
+
+    def _known(self, categories: Sequence[str | None] | None, n: int) -> list[int]:
+        """Category indices, -1 where the model is to choose."""
+        taxonomy = self.taxonomy
+        return [
+            -1 if c is None else taxonomy.category_names.index(taxonomy.category(c).name)
+            for c in (categories or [None] * n)
+        ]
+
+    def _predict_raw(
+        self, raw: torch.Tensor, known: list[int], names: list[str], top_k: int
+    ) -> list[ProductPrediction]:
+        given = torch.tensor(known, dtype=torch.int64)  # (b,)
+        with self._lock:
+            probs = self._forward(raw, given)
+        return self._to_predictions(probs, given, names, top_k)
 
     @torch.inference_mode()
     def _forward(self, raw: torch.Tensor, given: torch.Tensor) -> HeadOutputs:

@@ -1,9 +1,12 @@
 """The one preprocessing of photos, shared by training, evaluation, the cache and the app.
 
-A photo is decoded upright in RGB (``taxonomy.images``), padded to a square with white (catalogue
-photos stand on white, and stretching would change a garment's shape), resized and kept as
-uint8. ``to_model_input`` turns a uint8 batch into the normalised float input; ``augment`` is
-its training twin, run batched on the training device.
+A photo is decoded upright in RGB (``taxonomy.images``), made square by its crop policy, resized
+and kept as uint8. The default pads with white (catalogue photos stand on white, and stretching
+would change a garment's shape); "top" crops the top square instead, which for a portrait model
+shot (flixstock's 225x300) keeps the neck and sleeves at 4/3 the scale and drops the hem. The
+policy is part of ``Preprocess`` and so of every checkpoint: the app serves what trained.
+``to_model_input`` turns a uint8 batch into the normalised float input; ``augment`` is its
+training twin, run batched on the training device.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from PIL import Image
 
 from taxonomy.images import load_rgb, to_rgb
 
+from .config import CROPS, Crop, ModelConfig
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -28,7 +33,11 @@ class Preprocess:
     image_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    pad_to_square: bool = True
+    crop: Crop = "pad"  # ``config.CROPS``
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -36,12 +45,19 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocess:
+        # Checkpoints written before the crop policy say ``pad_to_square`` (True: "pad").
+        crop = data.get("crop", "pad" if data.get("pad_to_square", True) else "squash")
         return cls(
             image_size=int(data["image_size"]),
             mean=tuple(data.get("mean", IMAGENET_MEAN)),
             std=tuple(data.get("std", IMAGENET_STD)),
-            pad_to_square=bool(data.get("pad_to_square", True)),
+            crop=crop,
         )
+
+
+def preprocess_for(config: ModelConfig) -> Preprocess:
+    """The preprocessing a model of ``config`` trains and serves with."""
+    return Preprocess(config.image_size, crop=config.crop)
 
 
 def open_image(source: Image.Image | str | os.PathLike | bytes) -> Image.Image:
@@ -56,11 +72,17 @@ def open_image(source: Image.Image | str | os.PathLike | bytes) -> Image.Image:
 def prepare_image(image: Image.Image, preprocess: Preprocess) -> torch.Tensor:
     """An RGB image as a uint8 tensor of the model's size."""
     size = preprocess.image_size
-    if preprocess.pad_to_square and image.width != image.height:
-        side = max(image.width, image.height)
+    w, h = image.width, image.height
+    if w != h and preprocess.crop == "pad":
+        side = max(w, h)
         canvas = Image.new("RGB", (side, side), (255, 255, 255))
-        canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
         image = canvas
+    elif w != h and preprocess.crop in ("top", "center"):
+        side = min(w, h)
+        left = (w - side) // 2
+        top = 0 if preprocess.crop == "top" else (h - side) // 2
+        image = image.crop((left, top, left + side, top + side))
     image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)  # (S*S*3,)
     return data.view(size, size, 3).permute(2, 0, 1).contiguous()  # (3, S, S)

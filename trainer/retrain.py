@@ -14,14 +14,16 @@ import torch
 from taxonomy import LabeledExample, MetricReport, Taxonomy, file_sha256
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, default_model_config, default_train_config
+from .config import ModelConfig, TrainConfig, default_train_config, recipe_for
 from .data import EARLY_STOP_SALT, DataError, require_trainable, split_held_out
 from .embeddings import Embedded, embed_examples
 from .evaluation import predict_values, score, to_probabilities
 from .heads import HeadBank
 from .labels import EncodedLabels, encode_labels, head_counts
 from .model import TaxonomyNet, build_model
-from .preprocess import Preprocess
+from .preprocess import preprocess_for
+from .prior import choose_logit_adjustments
+from .recipe import plan_run
 from .runtime import intra_op_threads, resolve_device, resolve_precision, seed_everything
 from .train import CHECKPOINT_NAME, TrainResult, epoch_order, make_loss
 from .weights import Fetch
@@ -36,6 +38,13 @@ WARM_LR_SHARE = 0.25  # peak learning rate of a warm-started retrain, as a share
 def _heads_forward(heads: HeadBank, device: torch.device):
     def forward(vectors: torch.Tensor, cats: torch.Tensor | None):
         return to_probabilities(heads(vectors.to(device), cats.to(device) if cats is not None else None))
+
+    return forward
+
+
+def _raw_heads(heads: HeadBank, device: torch.device):
+    def forward(vectors: torch.Tensor, cats: torch.Tensor):
+        return heads(vectors.to(device), cats.to(device))
 
     return forward
 
@@ -141,7 +150,6 @@ def retrain_heads(
     report = progress or (lambda f, m: None)
     require_trainable(examples)
     dev = resolve_device(device)
-    config = config or default_train_config(dev.type)
     generator = seed_everything(seed)
     if base_checkpoint is not None:
         base = load_checkpoint(base_checkpoint)
@@ -149,10 +157,12 @@ def retrain_heads(
         model_config, preprocess, parent = base.model_config, base.preprocess, base.version_id
         fingerprint, source = base.backbone_fingerprint, base.backbone_source
     else:
-        model_config = model_config or default_model_config(dev.type)
-        source_model, source = build_model(model_config, taxonomy, fetch=fetch)
-        preprocess, parent = Preprocess(model_config.image_size), None
+        plan = plan_run(dev.type, config=config, model_config=model_config, fetch=fetch)
+        model_config = plan.model_config
+        source_model, source = build_model(model_config, taxonomy, trunk=plan.trunk)
+        preprocess, parent = preprocess_for(model_config), None
         fingerprint = source_model.backbone.fingerprint()
+    config = config or default_train_config(dev.type, recipe=recipe_for(source))
     model = TaxonomyNet(model_config, taxonomy)
     model.backbone.load_state_dict(source_model.backbone.state_dict())
     # Warm start: the base's heads were trained with its backbone on augmented photos; heads
@@ -219,6 +229,10 @@ def retrain_heads(
             keep_start=warm,
             lr_scale=WARM_LR_SHARE if warm else 1.0,
         )
+        # The prior correction per attribute, on the early-stopping slice (never the held-out part).
+        chosen = choose_logit_adjustments(
+            model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
+        )
     metrics = heads_report(model.heads, held_set, held, taxonomy, dev).as_dict() if held else {"score": None}
     metrics.update(
         {
@@ -232,6 +246,7 @@ def retrain_heads(
             # the heads it kept: a retrain never keeps heads that score below its start there.
             "early_stop_start": history[0]["val_score"] if warm and history and history[0]["epoch"] == 0 else None,
             "early_stop_best": max((h["val_score"] for h in history if "val_score" in h), default=None),
+            "logit_adjustment": chosen,
         }
     )
     out = Path(out_dir)

@@ -26,6 +26,7 @@ from .labels import EncodedLabels, encode_labels, head_counts
 from .losses import TaxonomyLoss, class_weights, sample_weights
 from .model import TaxonomyNet
 from .preprocess import Preprocess, augment, to_model_input
+from .prior import choose_logit_adjustments
 from .runtime import autocast, resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,18 @@ def image_forward(
     return forward
 
 
+def _served_logits(
+    model: TaxonomyNet, preprocess: Preprocess, device: torch.device, dtype: torch.dtype | None
+) -> Callable[[torch.Tensor, torch.Tensor], HeadOutputs]:
+    """uint8 batches -> the heads' logits, without mirroring (as the app serves)."""
+
+    def forward(raw: torch.Tensor, cats: torch.Tensor) -> HeadOutputs:
+        with autocast(device, dtype):
+            return model(to_model_input(raw.to(device), preprocess), cats.to(device))
+
+    return forward
+
+
 @torch.inference_mode()
 def evaluate(
     model: TaxonomyNet,
@@ -175,7 +188,18 @@ def epoch_size(config: TrainConfig, epoch: int) -> int | None:
     return None
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, lr: float, steps: int):
+def parameter_groups(model: TaxonomyNet, config: TrainConfig) -> list[dict[str, Any]]:
+    """The trunk's trainable parameters at ``lr * trunk_lr_scale``, the SE block and heads at ``lr``."""
+    trunk = model.backbone.trunk_parameters()
+    in_trunk = {id(p) for p in trunk}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in in_trunk]
+    groups = [{"params": rest, "lr": config.lr}]
+    if trunk:
+        groups.append({"params": trunk, "lr": config.lr * config.trunk_lr_scale})
+    return groups
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, lr: float | list[float], steps: int):
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=lr, total_steps=max(steps, 1), pct_start=config.warmup_fraction
@@ -218,10 +242,10 @@ def fit(
     model.heads.record_label_counts(head_counts(labels, taxonomy))
     model.heads.set_logit_adjustment(config.logit_adjustment)
     loss_fn = make_loss(labels, taxonomy, config).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    groups = parameter_groups(model, config)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
-    scheduler = _scheduler(optimizer, config, config.lr, config.epochs * steps_per_epoch)
+    scheduler = _scheduler(optimizer, config, [g["lr"] for g in groups], config.epochs * steps_per_epoch)
     resolved = {
         "train": config.to_dict(),
         "model": model.config.to_dict(),
@@ -353,6 +377,29 @@ def fit(
     dist.barrier()  # rank 0 has written model.pt, which the other ranks read next
     best_ckpt = best_ckpt or load_checkpoint(ckpt_path)
     model.load_state_dict(best_ckpt.state_dict)
+    if val_set.examples:
+        # The prior correction per attribute, on the same slice of the training part as the epoch.
+        model.eval()
+        chosen = choose_logit_adjustments(
+            model.heads,
+            _served_logits(model, preprocess, device, dtype),
+            val_set.images,
+            val_set.examples,
+            taxonomy=taxonomy,
+            config=config,
+        )
+        dist.sync_buffers(model)  # rank 0's taus (buffers) everywhere, however the others rounded
+        if dist.is_main:
+            best_ckpt = save_checkpoint(
+                ckpt_path,
+                model,
+                preprocess=preprocess,
+                train_config=config.to_dict(),
+                metrics={**best_ckpt.metrics, "logit_adjustment": chosen},
+                backbone_source=backbone_source,
+                version_id=best_ckpt.version_id,
+            )
+        dist.barrier()
     report = (
         evaluate(
             model,

@@ -56,11 +56,13 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def products(limit: int, offset: int, request: gr.Request) -> list:
         """Your products (an admin's: everyone's), newest first."""
-        return services.my_products(
-            ctx,
-            Viewer.of(request),
-            limit=services.count_of(limit, name="limit", low=1, high=500),
-            offset=services.count_of(offset, name="offset", low=0, high=2**31),
+        return as_json(
+            services.my_products(
+                ctx,
+                Viewer.of(request),
+                limit=services.count_of(limit, name="limit", low=1, high=500),
+                offset=services.count_of(offset, name="offset", low=0, high=2**31),
+            )
         )
 
     def history(product_id: int, request: gr.Request) -> list:
@@ -132,6 +134,11 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         """Admin: make a model version active (a rollback when it is an earlier one)."""
         return as_json(services.activate(ctx, Viewer.of(request), version_id))
 
+    def register_model(checkpoint_path: str, force: bool, request: gr.Request) -> dict:
+        """Admin: register a checkpoint file on the server trained elsewhere (python -m trainer train):
+        judged by the gate on the held-out products, activated only if it passes (or force)."""
+        return as_json(services.register_model(ctx, Viewer.of(request), checkpoint_path, force))
+
     def model_status(request: gr.Request) -> dict:
         """The active model version and whether a training run is going."""
         services.get_user_name(ctx, Viewer.of(request))
@@ -158,6 +165,7 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         runs,
         versions,
         activate,
+        register_model,
         model_status,
     ):
-        gr.api(friendly(fn), api_name=fn.__name__, concurrency_limit=None if fn is not retrain else 1)
+        gr.api(friendly(fn), api_name=fn.__name__, concurrency_limit=1 if fn in (retrain, register_model) else None)

@@ -1,23 +1,38 @@
-"""``python app.py [serve|create-user|import|taxonomy|export-labels|export-predictions|backup|restore]``."""
+"""``python app.py [serve|create-user|import|taxonomy|export-labels|export-predictions|register-model|score|...]``;
+``python app.py --help`` lists them all."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import db
+import trainer
 from taxonomy import FormatError, TaxonomyError, save_taxonomy, taxonomy_from_folder
 
-from . import backup
+from . import backup, gate, scoring
 from . import settings as settings_mod
 from .adoption import ADOPT_FLAG, adopt_dataset_taxonomy, adopted_summary, mismatch_advice
 from .auth import ExpiringTokens, ensure_initial_admin, load_users_file, make_authenticator
 from .context import AppContext, open_context
+from .serving import ModelError
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 log = logging.getLogger(__name__)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     settings_mod.add_arguments(serve)
     settings_mod.add_server_arguments(serve)
     settings_mod.add_policy_arguments(serve)
+    settings_mod.add_model_arguments(serve)
     serve.add_argument(
         "--no-auth", action="store_true", help="no login: everyone is the admin (refused unless listening on loopback)"
     )
@@ -72,6 +88,31 @@ def _parser() -> argparse.ArgumentParser:
         settings_mod.add_arguments(exp)
         exp.add_argument("out", type=Path)
         exp.add_argument("--as-user", default="admin", help="export what this user may see (an admin: all)")
+    reg = sub.add_parser(
+        "register-model",
+        help="judge a checkpoint trained elsewhere (python -m trainer train) by the gate; activate it if it passes",
+    )
+    settings_mod.add_arguments(reg)
+    reg.add_argument("checkpoint", type=Path, help="model.pt written by python -m trainer train (copied, not moved)")
+    reg.add_argument(
+        "--force", action="store_true", help="activate it even if it scores worse (recorded in its notes and metrics)"
+    )
+    reg.add_argument("--as-user", default="admin", help="the admin whose view of the products judges it")
+    score = sub.add_parser("score", help="suggest with the active model for the whole catalogue")
+    settings_mod.add_arguments(score)
+    which = score.add_mutually_exclusive_group(required=True)
+    which.add_argument("--missing", action="store_true", help="every product with no suggestion by the active model")
+    which.add_argument("--all", action="store_true", help="every product with a photo, again")
+    score.add_argument(
+        "--batch-size", type=_positive, default=scoring.BATCH, help="photos per forward pass and transaction"
+    )
+    score.add_argument(
+        "--decode-threads",
+        type=_positive,
+        default=scoring.DECODE_THREADS,
+        help="threads decoding photos beside the model",
+    )
+    score.add_argument("--threads", type=_positive, default=None, help="threads of the model (default: every core)")
     backup_cmd = sub.add_parser("backup", help="copy the database, photos and models into a backup folder")
     settings_mod.add_arguments(backup_cmd)
     backup_cmd.add_argument("out", type=Path, help="folder to write the backup into")
@@ -101,26 +142,15 @@ def _owner(ctx: AppContext, name: str) -> db.User:
         return user
 
 
-def serve(args: argparse.Namespace) -> int:
-    settings = settings_mod.from_args(args)
-    if args.no_auth and not settings.is_loopback:
-        print(
-            f"refusing to listen on {settings.host} without authentication: anyone on the network could "
-            "read and change every label. Drop --no-auth (users sign in) or listen on 127.0.0.1.",
-            file=sys.stderr,
-        )
-        return 2
-    ctx = open_context(settings)
-    if settings.users_file:
-        load_users_file(ctx, settings.users_file)
-    created = ensure_initial_admin(ctx)  # only when there is still no admin
-    if created:
-        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
+def launch(ctx: AppContext, *, no_auth: bool = False) -> gr.Blocks:
+    """Build the app and start its server on ``ctx.settings``' host and port without blocking;
+    the browser tests start it this way too, on a context of their own."""
     from .ui import CSS, HEAD, build
 
+    settings = ctx.settings
     demo = build(ctx)
     demo.queue(default_concurrency_limit=8)
-    auth = {"auth_dependency": lambda request: "admin"} if args.no_auth else {"auth": make_authenticator(ctx)}
+    auth = {"auth_dependency": lambda request: "admin"} if no_auth else {"auth": make_authenticator(ctx)}
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,
@@ -137,7 +167,27 @@ def serve(args: argparse.Namespace) -> int:
     # The server already answers while this swap happens: keep sign-ins made in that moment.
     for token, user in list(issued_before.items()):
         tokens[token] = user
+    return demo
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = settings_mod.from_args(args)
+    if args.no_auth and not settings.is_loopback:
+        print(
+            f"refusing to listen on {settings.host} without authentication: anyone on the network could "
+            "read and change every label. Drop --no-auth (users sign in) or listen on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    ctx = open_context(settings)
+    if settings.users_file:
+        load_users_file(ctx, settings.users_file)
+    created = ensure_initial_admin(ctx)  # only when there is still no admin
+    if created:
+        print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
+    demo = launch(ctx, no_auth=args.no_auth)
     ctx.policy.start()
+    ctx.models.start_following(settings.model_poll_seconds)
     demo.block_thread()
     return 0
 
@@ -201,6 +251,66 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_model_command(args: argparse.Namespace) -> int:
+    # The active model is loaded: it is what the checkpoint is judged against. Runs of a serving
+    # app on the same database are left alone (recover_runs=False).
+    ctx = open_context(settings_mod.from_args(args), recover_runs=False)
+    admin = _owner(ctx, args.as_user)
+    if admin.role != "admin":
+        raise db.UserError(f"{args.as_user!r} is not an admin; give an admin with --as-user")
+    verdict = gate.register_checkpoint(ctx.models, args.checkpoint, user_id=admin.id, force=args.force)
+    print(f"registered version {verdict.version_id}: {verdict.message}")
+    if verdict.activated:
+        print(
+            "it is the active version: an app already running picks it up when restarted; "
+            "'python app.py score --missing' suggests with it for every product"
+        )
+    return 0
+
+
+def score_command(args: argparse.Namespace) -> int:
+    ctx = open_context(settings_mod.from_args(args), recover_runs=False)
+    active = ctx.models.active
+    if active is None:
+        raise ModelError(
+            "no usable active model version to score with: train one in the Admin tab, "
+            "or register one with 'python app.py register-model PATH'"
+        )
+    interactive = sys.stderr.isatty()
+    last = [-1.0]
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        if seconds - last[0] < 1.0 and done < total:
+            return
+        last[0] = seconds
+        rate = done / seconds if seconds > 0 else 0.0
+        remaining = (total - done) / rate if rate > 0 else 0.0
+        left = f", about {remaining / 60:.0f} min left" if remaining >= 120 else f", about {remaining:.0f} s left"
+        left = left if rate > 0 and done < total else ""
+        line = f"scored {done}/{total} products ({rate:.0f}/s{left})"
+        print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
+
+    with trainer.intra_op_threads(args.threads) if args.threads else contextlib.nullcontext():
+        report = scoring.score_catalogue(
+            ctx.sessions,
+            ctx.media,
+            active.version_id,
+            active.predictor,
+            missing_only=args.missing,
+            batch_size=args.batch_size,
+            decode_threads=args.decode_threads,
+            progress=progress,
+        )
+    if interactive:
+        print(file=sys.stderr)
+    resumed = f" (continuing an interrupted run after product {report.resumed_after})" if report.resumed_after else ""
+    print(
+        f"scored {report.scored} products with version {report.version_id} in {report.seconds:.1f} s{resumed}"
+        + (f"; {report.unreadable} photos could not be read (see the log)" if report.unreadable else "")
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -214,11 +324,22 @@ def main(argv: list[str] | None = None) -> int:
         "taxonomy": taxonomy_command,
         "export-labels": export_command,
         "export-predictions": export_command,
+        "register-model": register_model_command,
+        "score": score_command,
         "backup": backup_command,
         "restore": backup_command,
     }
     try:
         return commands[args.command](args)
-    except (FormatError, TaxonomyError, db.UserError, db.RegistryError, FileNotFoundError, backup.BackupError) as exc:
+    except (
+        FormatError,
+        TaxonomyError,
+        db.UserError,
+        db.RegistryError,
+        FileNotFoundError,
+        backup.BackupError,
+        gate.GateError,
+        ModelError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -73,8 +73,11 @@ def resolve_taxonomy(settings: Settings, session: Session) -> Taxonomy:
     return explicit
 
 
-def open_context(settings: Settings, *, load_model: bool = True) -> AppContext:
-    """Open the database (upgrading its schema), the media store and the active model."""
+def open_context(settings: Settings, *, load_model: bool = True, recover_runs: bool = True) -> AppContext:
+    """Open the database (upgrading its schema), the media store and the active model.
+
+    ``recover_runs``: mark runs left queued or running as interrupted; False for a command that
+    may run beside a serving app (its run is not over)."""
     if settings.taxonomy_file is not None:
         load_taxonomy(settings.taxonomy_file)  # a bad file is refused before the data directory is made
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,7 @@ def open_context(settings: Settings, *, load_model: bool = True) -> AppContext:
     sessions = db.make_session_factory(engine)
     with sessions.begin() as session:
         taxonomy = resolve_taxonomy(settings, session)
-        interrupted = db.mark_interrupted_runs(session)
+        interrupted = db.mark_interrupted_runs(session) if recover_runs else 0
     if interrupted:
         log.warning("%d training run(s) were interrupted by the last shutdown", interrupted)
     media = db.MediaStore(settings.media_dir)

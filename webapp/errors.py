@@ -16,6 +16,7 @@ import db
 from taxonomy import FormatError, ImageError, TaxonomyError
 
 from .auth import AccessDenied
+from .gate import GateError
 from .services import ServiceError
 from .serving import ModelError
 
@@ -28,6 +29,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ImageError,
     FormatError,
     ModelError,
+    GateError,
     db.NotFound,
     db.RegistryError,
     db.UserError,

@@ -17,6 +17,11 @@ from .services import LOW_CONFIDENCE, AttributeSuggestion, ProductView, Suggesti
 NA_LABEL = "not applicable / can't tell"
 
 
+def percent(p: float) -> str:
+    """A confidence as the UI shows it everywhere (form, review queue), rounded one way."""
+    return f"{p:.0%}"
+
+
 @dataclass(frozen=True)
 class Slot:
     """What one visible slot shows: label, choices, value, hint, and whether it is unsure."""
@@ -104,10 +109,16 @@ def summary_markdown(view: ProductView, form: FormState, model_version: str | No
     lines = [f"**Product {view.product_id}**"]
     suggestion = form.suggestion
     if suggestion is not None:
+        # A category given to the model (chosen at upload, or corrected) comes back with
+        # probability 1: then the model did not suggest it and the line would mislead.
+        if suggestion.category_confidence < 1.0:
+            lines.append(
+                f"Category suggested: {html.escape(suggestion.category)} ({percent(suggestion.category_confidence)})."
+            )
         lines.append(
-            f"Category suggested: {html.escape(suggestion.category)} ({suggestion.category_confidence:.0%}). "
-            f"Fields are prefilled by model `{html.escape(suggestion.model_version)}`; "
-            f"fields marked ⚠ are unsure."
+            f"Fields are prefilled by model `{html.escape(suggestion.model_version)}` for "
+            f"{html.escape(suggestion.category)} (average confidence {percent(suggestion.mean_confidence)}); "
+            "fields marked ⚠ are unsure."
         )
     elif model_version is None:
         lines.append("No trained model yet: fill in the form by hand. Suggestions appear once an admin trains one.")
@@ -122,3 +133,43 @@ def summary_markdown(view: ProductView, form: FormState, model_version: str | No
 def labels_from_slots(attributes: list[str], values: list[str | None]) -> dict[str, str | None]:
     """The form's values for the category's attributes (the hidden slots are ignored)."""
     return {attr: (values[i] or None) for i, attr in enumerate(attributes)}
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One file of the seller's upload batch as the batch table shows it."""
+
+    product_id: int | None  # None: the file was refused
+    file: str
+    status: str  # "new", "already uploaded", "saved" or "refused"
+
+
+BATCH_COLUMNS = ["", "product", "file", "status"]
+CURRENT_MARK = "▶"
+
+
+def batch_rows(rows: list[BatchRow], current: int | None) -> list[list[object]]:
+    """The batch table's cells, the product open in the form marked."""
+    return [
+        [
+            CURRENT_MARK if r.product_id is not None and r.product_id == current else "",
+            "" if r.product_id is None else r.product_id,
+            r.file,
+            r.status,
+        ]
+        for r in rows
+    ]
+
+
+def mark_saved(rows: list[BatchRow], product_id: int) -> list[BatchRow]:
+    return [BatchRow(r.product_id, r.file, "saved") if r.product_id == product_id else r for r in rows]
+
+
+def save_message(product_id: int, events: int, sources: dict[str, str]) -> str:
+    """What the seller reads after a save; an empty form says what to do rather than "0 changes"."""
+    if not events:  # nothing is written only when every field was empty and unknown before
+        return (
+            f"Nothing saved for product {product_id}: every field is empty. Choose a value for each "
+            f"attribute (or '{NA_LABEL}') and save again."
+        )
+    return f"Saved product {product_id}: {events} change(s) ({', '.join(sorted(set(sources.values())))})."

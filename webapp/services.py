@@ -23,9 +23,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import db
-from taxonomy import ImageError, ProductPrediction, TaxonomyError, decode_image, read_image_bytes
+from taxonomy import (
+    AttributePrediction,
+    ImageError,
+    ProductPrediction,
+    TaxonomyError,
+    decode_image,
+    read_image_bytes,
+)
 
-from . import adoption
+from . import adoption, gate
 from .auth import AccessDenied, require_admin
 from .context import AppContext
 
@@ -76,6 +83,12 @@ class Suggestion:
     category: str
     category_confidence: float
     attributes: dict[str, AttributeSuggestion]
+
+    @property
+    def mean_confidence(self) -> float:
+        """The mean of the category's and the attributes' confidences, as the review queue ranks by."""
+        values = [self.category_confidence, *(a.confidence for a in self.attributes.values())]
+        return round(sum(values) / len(values), 4)
 
 
 @dataclass(frozen=True)
@@ -157,11 +170,12 @@ def count_of(raw: object, *, name: str, low: int, high: int) -> int:
 
 
 def _suggestion(stored: db.StoredPrediction | None) -> Suggestion | None:
-    if stored is None:
-        return None
-    p = stored.prediction
+    return None if stored is None else _suggestion_of(stored.model_version_id, stored.prediction)
+
+
+def _suggestion_of(version: str, p: ProductPrediction) -> Suggestion:
     return Suggestion(
-        model_version=stored.model_version_id,
+        model_version=version,
         category=p.category,
         category_confidence=round(p.category_probability, 4),
         attributes={
@@ -286,6 +300,44 @@ def get_product(ctx: AppContext, viewer: Viewer, product_id: int) -> ProductView
         return product_view(ctx, session, user, db.get_product(session, user, product_id))
 
 
+def suggest_for(ctx: AppContext, viewer: Viewer, product_id: int, category: str) -> ProductView:
+    """The product laid out for ``category``, with the active model's suggestion for that category.
+
+    For the product's own category this is its view; for another one (the seller is correcting
+    the category) the active model is asked for that category's attributes. Nothing is stored:
+    the suggestion becomes the product's when the form is saved under that category.
+    """
+    with ctx.transaction() as session:
+        user = user_of(session, viewer)
+        product = db.get_product(session, user, product_id)
+        cat = ctx.taxonomy.category(category)
+        if cat.name == product.category:
+            return product_view(ctx, session, user, product)
+        path = db.image_path(ctx.media, product)
+    suggested = _predict(ctx, decode_image(Path(path))[0], cat.name) if path is not None else None
+    return ProductView(
+        product_id=product_id,
+        category=cat.name,
+        attributes=list(cat.attribute_names),
+        labels=dict.fromkeys(cat.attribute_names),
+        suggestion=_suggestion_of(*suggested) if suggested is not None else None,
+        has_image=path is not None,
+    )
+
+
+def _prediction_of(product: db.Product, suggestion: Suggestion) -> ProductPrediction:
+    """A shown suggestion back as the model's prediction, to store it with the product."""
+    return ProductPrediction(
+        id=product.display_id,
+        category=suggestion.category,
+        category_probability=suggestion.category_confidence,
+        attributes={
+            name: AttributePrediction(value=a.value, probability=a.confidence, top_k=a.alternatives)
+            for name, a in suggestion.attributes.items()
+        },
+    )
+
+
 def product_image(ctx: AppContext, viewer: Viewer, product_id: int, *, thumbnail: bool = False) -> Image.Image | None:
     """The product's photo (upright RGB) if the user may see it; None for a label-only product."""
     with ctx.transaction() as session:
@@ -305,11 +357,31 @@ def _provenance(value: str, suggested: AttributeSuggestion | None) -> str:
     return "model_accepted" if suggested.value == value else "model_edited"
 
 
-def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str, labels: dict) -> SaveResult:
+class _Served:
+    """``save_labels``' default for ``shown``: the suggestion the product's view serves now."""
+
+    def __repr__(self) -> str:
+        return "SERVED"
+
+
+SERVED = _Served()
+
+
+def save_labels(
+    ctx: AppContext,
+    viewer: Viewer,
+    product_id: int,
+    category: str,
+    labels: dict,
+    *,
+    shown: Suggestion | _Served | None = SERVED,
+) -> SaveResult:
     """Record the form: one event per attribute that has a value or was cleared, with provenance.
 
-    A value equal to the active model's suggestion is 'model_accepted', another value where a
-    suggestion was shown is 'model_edited', and a value without a suggestion 'seller'.
+    ``shown`` is the suggestion the seller saw (None: none was shown), as the form keeps it; an API
+    caller that read ``/product`` saw the one served now (the default). A value equal to the shown
+    suggestion is 'model_accepted', another value where one was shown 'model_edited', and a value
+    without one 'seller': a value that equals a suggestion the seller never saw is the seller's.
     """
     if not isinstance(labels, dict):
         raise ServiceError("labels must be an object of attribute -> value")
@@ -319,12 +391,16 @@ def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str,
         cat = ctx.taxonomy.category(category)
         clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
         before = product_view(ctx, session, user, product)
-        suggestion = before.suggestion
+        seen = before.suggestion if isinstance(shown, _Served) else shown
+        if seen is not None and seen.category != cat.name:
+            seen = None  # a suggestion for another category says nothing of this one's attributes
         if cat.name != product.category:
+            # The category field itself was prefilled with the product's category; the model's
+            # own guess is the stored suggestion's.
+            guess = before.suggestion
             source = "seller"
-            if suggestion is not None:
-                source = "model_accepted" if suggestion.category == cat.name else "model_edited"
-            version = suggestion.model_version if suggestion is not None else None
+            if guess is not None:
+                source = "model_accepted" if guess.category == cat.name else "model_edited"
             db.set_category(
                 session,
                 ctx.taxonomy,
@@ -332,20 +408,23 @@ def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str,
                 product.id,
                 cat.name,
                 source=source,
-                model_version_id=version if source != "seller" else None,
+                model_version_id=guess.model_version if guess is not None else None,
             )
             current = db.current_labels(session, user, ctx.taxonomy, product)
-            suggestion = None if suggestion is None or suggestion.category != cat.name else suggestion
+            if seen is not None and not isinstance(shown, _Served):
+                # The form showed the model's suggestion for the new category: keep it as the
+                # product's, so that reopening the product shows what was saved against.
+                db.save_prediction(session, product, seen.model_version, _prediction_of(product, seen))
         else:
             current = before.labels
-        suggested = suggestion.attributes if suggestion is not None else {}
+        suggested = seen.attributes if seen is not None else {}
         writes, sources = {}, {}
         for attr, value in clean.items():
             if value is None and current.get(attr) is None:
                 continue  # left empty and unknown before: nothing to record
             writes[attr] = value
             sources[attr] = "seller" if value is None else _provenance(value, suggested.get(attr))
-        version = suggestion.model_version if suggestion is not None else None
+        version = seen.model_version if seen is not None else None
         if writes:
             db.record_labels(
                 session,
@@ -362,6 +441,13 @@ def save_labels(ctx: AppContext, viewer: Viewer, product_id: int, category: str,
     return SaveResult(product.id, cat.name, len(writes), sources, after)
 
 
+def unsaved(ctx: AppContext, viewer: Viewer, product_ids: list[int]) -> list[int]:
+    """The ids, in their order, of the products nobody has saved labels for yet."""
+    with ctx.transaction() as session:
+        done = db.confirmed_products(session, user_of(session, viewer), product_ids)
+    return [i for i in product_ids if i not in done]
+
+
 def review_queue(ctx: AppContext, viewer: Viewer, limit: int = 50) -> list[QueueItem]:
     with ctx.transaction() as session:
         user = user_of(session, viewer)
@@ -376,22 +462,91 @@ def review_queue(ctx: AppContext, viewer: Viewer, limit: int = 50) -> list[Queue
         ]
 
 
-def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[dict]:
+@dataclass(frozen=True)
+class ProductRow:
+    """One product as the "My products" list shows it."""
+
+    product_id: int
+    category: str
+    status: str  # "new" (no suggestion yet), "suggested" (not saved by a person), "confirmed"
+    labelled: int  # attributes of its category with a current value
+    attributes: int
+    source: str  # "upload" or "import"
+
+    @property
+    def completeness(self) -> float:
+        return self.labelled / self.attributes if self.attributes else 1.0
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    rows: list[ProductRow]
+    total: int  # products matching the filters
+    page: int  # 1-based
+    pages: int
+
+
+PRODUCT_STATUSES = ("new", "suggested", "confirmed")
+SEARCHED_PRODUCTS = 1000  # the newest ones a search looks at
+
+
+def _product_rows(ctx: AppContext, session: Session, user: db.User, products: list[db.Product]) -> list[ProductRow]:
+    ids = [p.id for p in products]
+    labels = db.current_labels_bulk(session, user, ctx.taxonomy, ids)
+    confirmed = db.confirmed_products(session, user, ids)
+    predicted = db.predicted_products(session, user, ids)
+    return [
+        ProductRow(
+            product_id=p.id,
+            category=p.category,
+            status="confirmed" if p.id in confirmed else "suggested" if p.id in predicted else "new",
+            labelled=sum(v is not None for v in labels.get(p.id, {}).values()),
+            attributes=len(ctx.taxonomy.category(p.category).attributes),
+            source=p.source,
+        )
+        for p in products
+    ]
+
+
+def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[ProductRow]:
+    """The user's products (an admin's: everyone's), newest first, one page."""
     with ctx.transaction() as session:
         user = user_of(session, viewer)
-        products = db.list_products(session, user, limit=limit, offset=offset)
-        labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
-        return [
-            {
-                "product_id": p.id,
-                "category": p.category,
-                "source": p.source,
-                "owner_id": p.owner_id,
-                "labelled": sum(v is not None for v in labels.get(p.id, {}).values()),
-                "attributes": len(ctx.taxonomy.category(p.category).attributes),
-            }
-            for p in products
-        ]
+        return _product_rows(ctx, session, user, db.list_products(session, user, limit=limit, offset=offset))
+
+
+def product_page(
+    ctx: AppContext,
+    viewer: Viewer,
+    *,
+    category: str | None = None,
+    status: str | None = None,
+    search: str = "",
+    page: int = 1,
+    per_page: int = 24,
+) -> ProductPage:
+    """A page of the user's products, newest first, filtered by category, status and a search
+    text (a product id, or part of any current label value). The newest 1,000 are searched."""
+    if status is not None and status not in PRODUCT_STATUSES:
+        raise ServiceError(f"unknown status {status!r}; choose one of {', '.join(PRODUCT_STATUSES)}")
+    needle = search.strip().lower()
+    with ctx.transaction() as session:
+        user = user_of(session, viewer)
+        filters = db.ProductFilter(category=ctx.taxonomy.category(category).name if category else None)
+        products = db.list_products(session, user, filters, limit=SEARCHED_PRODUCTS)
+        if needle:
+            labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
+            products = [
+                p
+                for p in products
+                if needle == str(p.id) or any(v and needle in v.lower() for v in labels.get(p.id, {}).values())
+            ]
+        rows = _product_rows(ctx, session, user, products)
+    if status is not None:
+        rows = [r for r in rows if r.status == status]
+    pages = max(1, -(-len(rows) // per_page))
+    page = max(1, min(int(page), pages))
+    return ProductPage(rows[(page - 1) * per_page : page * per_page], len(rows), page, pages)
 
 
 def history(ctx: AppContext, viewer: Viewer, product_id: int) -> list[dict]:
@@ -537,12 +692,48 @@ def versions(ctx: AppContext, viewer: Viewer) -> list[dict]:
 
 
 def activate(ctx: AppContext, viewer: Viewer, version_id: str) -> Activation:
+    """Make a version active by hand; its notes then say so first (not only what the gate said)."""
     with ctx.transaction() as session:
-        admin_of(session, viewer)
+        name = admin_of(session, viewer).name
+    before = ctx.models.active
     loaded = ctx.models.activate(str(version_id))
+    if before is None or before.version_id != loaded.version_id:
+        with ctx.transaction() as session:
+            stamp = time.strftime("%Y-%m-%d %H:%M")
+            db.prepend_version_note(session, loaded.version_id, f"Activated by hand by {name} on {stamp}.")
     # Re-scored in the background; the form suggests on demand for products not reached yet.
     rescored = ctx.models.start_rescore()
     return Activation(loaded.version_id, rescored)
+
+
+@dataclass(frozen=True)
+class Registration:
+    version_id: str
+    passed: bool  # not worse than the active version (or the baseline) on the held-out products
+    activated: bool  # passed, or forced
+    score: float
+    reference: float
+    message: str
+    rescored: int  # queued products re-scored in the background after the activation
+
+
+def register_model(ctx: AppContext, viewer: Viewer, checkpoint_path: str, force: bool = False) -> Registration:
+    """Judge a checkpoint file on the server, trained outside the app, by the gate; it is copied
+    into the models folder and activated only if it passes (or ``force``, which is recorded)."""
+    with ctx.transaction() as session:
+        admin_id = admin_of(session, viewer).id
+    path = Path(str(checkpoint_path).strip()).expanduser()
+    verdict = gate.register_checkpoint(ctx.models, path, user_id=admin_id, force=bool(force))
+    rescored = ctx.models.start_rescore() if verdict.activated else 0
+    return Registration(
+        verdict.version_id,
+        verdict.passed,
+        verdict.activated,
+        verdict.score,
+        verdict.reference,
+        verdict.message,
+        rescored,
+    )
 
 
 def start_training(ctx: AppContext, viewer: Viewer, kind: str = "heads", fresh: bool = False) -> dict:

@@ -23,7 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import db
 import trainer
-from taxonomy import ImageError, LabeledExample, ProductPrediction, Taxonomy, file_sha256, load_rgb
+from taxonomy import LabeledExample, ProductPrediction, Taxonomy
+
+from . import gate, scoring
+from .gate import RunCancelled
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,6 @@ RESCORE_BATCH = 32  # photos per prediction batch and per write transaction
 
 class ModelError(RuntimeError):
     """A model version that cannot be loaded or used; the text says why."""
-
-
-class RunCancelled(Exception):
-    """An admin cancelled the run (its row says so); the thread stops and registers nothing."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,7 @@ class ModelManager:
         self._training = threading.Lock()  # held by the one training thread
         self._thread: threading.Thread | None = None
         self._rescorer: threading.Thread | None = None
+        self._refused: str | None = None  # an active version of the database that failed to load
 
     def set_taxonomy(self, taxonomy: Taxonomy) -> None:
         """Use ``taxonomy`` from now on; an active model trained for another one stops serving."""
@@ -125,6 +125,39 @@ class ModelManager:
             self._loaded = loaded
         log.info("model %s active", loaded.version_id)
         return loaded
+
+    def follow_database(self) -> bool:
+        """Serve the version the database says is active, if another process activated another one
+        (a second web replica, a worker, ``register-model``); returns whether it changed."""
+        with self.sessions.begin() as session:
+            version = db.active_version(session)
+            if version is None or (self._loaded is not None and self._loaded.version_id == version.id):
+                return False
+            if version.id == self._refused:
+                return False  # logged once already; a later activation is tried afresh
+            try:
+                loaded = self.load_version(version)
+            except ModelError as exc:
+                self._refused = version.id
+                log.error("the version activated elsewhere cannot be used here: %s", exc)
+                return False
+        with self._swap:
+            self._loaded = loaded
+        log.info("model %s activated by another process: serving it", loaded.version_id)
+        return True
+
+    def start_following(self, poll_seconds: float) -> None:
+        """Check the database's active version every ``poll_seconds`` in a background thread."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(poll_seconds)
+                try:
+                    self.follow_database()
+                except Exception:  # a database hiccup: try again at the next poll
+                    log.exception("could not read the active version")
+
+        threading.Thread(target=loop, name="follow-active-version", daemon=True).start()
 
     def activate(self, version_id: str) -> Loaded:
         """Load ``version_id`` first, then make it active in the database and in this process."""
@@ -281,18 +314,9 @@ class ModelManager:
     ) -> tuple[str, str, str | None]:
         examples, watermark = self._examples(user_id)
         active = self._loaded
-        active_path, checksum = None, None
-        if active is not None:
-            # The base is the model that is serving, checked again: its file must still be the one
-            # recorded, or a damaged or replaced file would become the next version's backbone.
-            with self.sessions.begin() as session:
-                row = db.get_version(session, active.version_id)
-                active_path, checksum = self._path(row), row.checksum
-            if not active_path.is_file() or file_sha256(active_path) != checksum:
-                raise ModelError(
-                    f"the active model's file {active_path} was changed or removed since it was recorded; "
-                    "activate another version before retraining"
-                )
+        # The base is the model that is serving, its file checked against its record.
+        base = gate.active_base(self)
+        active_path = base.path if base is not None else None
         progress = self._progress(run_id)
         # Each run writes into a folder of its own, so no version's file is ever overwritten.
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -313,68 +337,30 @@ class ModelManager:
                 progress=progress,
                 init_checkpoint=active_path if warm else None,
             )
-        # One scoring function and one set of products for both sides: the products whose id
-        # hashes into the held-out buckets (the same for every version), an unreadable photo
-        # counting as wrong for the candidate and the active version alike.
-        held_out = set(result.held_out_ids)
-        judged = [e for e in examples if e.id in held_out]
-        if not judged:
-            raise ModelError("no held-out products to judge the new model on; label more products")
-        candidate_report = trainer.evaluate_checkpoint(
-            result.checkpoint_path, judged, cache_dir=self.cache_dir, expected_sha256=result.sha256 or None
+        candidate = gate.Candidate(
+            version_id=result.version_id,
+            path=Path(result.checkpoint_path),
+            sha256=result.sha256 or None,
+            kind=kind,
+            metrics={
+                **result.metrics,
+                "label_watermark": watermark,
+                "labelled_products": len(examples),
+                "trigger": trigger,
+                "seconds": round(result.seconds, 1),
+                **self._lineage(kind, active, len(examples), result),
+            },
+            parent_id=base.version_id if base is not None else None,
         )
-        candidate_score = candidate_report.score
-        if active is not None and active_path is not None:
-            reference_report = trainer.evaluate_checkpoint(
-                active_path, judged, cache_dir=self.cache_dir, expected_sha256=checksum
-            )
-            against = f"active version {active.version_id}"
-        else:
-            trained_on = [e for e in examples if e.id not in held_out]
-            reference_report = trainer.majority_baseline(trained_on, judged, self.taxonomy)
-            against = "the most-common-value baseline"
-        reference = reference_report.score
-        accepted = candidate_score >= reference
-        verdict = "activated" if accepted else "kept as a candidate"
-        shown = ", ".join(sorted(held_out)[:5]) + (", ..." if len(held_out) > 5 else "")
-        message = (
-            f"{verdict}: metric {candidate_score:.4f} vs {reference:.4f} for {against} "
-            f"on the same {len(judged)} held-out products ({shown})"
-        )
-        lineage = self._lineage(kind, active, len(examples), result)
-        metrics = {
-            **result.metrics,
-            **candidate_report.as_dict(),  # the gate's numbers: the same products as ``before``
-            "reference": reference,
-            "before": {"against": against, **reference_report.as_dict()},
-            "held_out": len(judged),
-            "label_watermark": watermark,
-            "labelled_products": len(examples),
-            "trigger": trigger,
-            "seconds": round(result.seconds, 1),
-            **lineage,
-        }
-        with self.sessions.begin() as session:
-            run = db.get_run(session, run_id)
-            if run.status not in db.RUN_ACTIVE_STATUSES:  # cancelled while it was being judged
-                raise RunCancelled(f"training run {run_id} was cancelled")
-            db.register_version(
-                session,
-                version_id=result.version_id,
-                path=str(Path(result.checkpoint_path).resolve().relative_to(self.models_dir.resolve())),
-                checksum=result.sha256 or None,
-                taxonomy_fingerprint=self.taxonomy.fingerprint,
-                kind=kind,
-                metrics=metrics,
-                parent_id=active.version_id if active is not None else None,
-                notes=message,
-            )
-            run.result_version_id = result.version_id  # from here on the run can no longer be cancelled
-        if not accepted:
-            return "rejected", message, result.version_id
-        self.activate(result.version_id)
+        verdict = gate.judge(self, candidate, examples, base=base, held_out_ids=result.held_out_ids, run_id=run_id)
+        if not verdict.activated:
+            return "rejected", verdict.message, result.version_id
         queued = self.start_rescore()
-        return "succeeded", f"{message}; re-scoring {queued} queued products in the background", result.version_id
+        return (
+            "succeeded",
+            f"{verdict.message}; re-scoring {queued} queued products in the background",
+            result.version_id,
+        )
 
     @staticmethod
     def _lineage(kind: str, active: Loaded | None, labelled: int, result: trainer.TrainResult) -> dict:
@@ -425,25 +411,13 @@ class ModelManager:
                 loaded = self._loaded  # an activation in between: the rest is scored by the new model
                 if loaded is None:
                     return done
-                batch, images = [], []
-                for item in queued[start : start + RESCORE_BATCH]:
-                    try:
-                        images.append(load_rgb(item[2]))
-                    except (ImageError, OSError) as exc:  # keeps its older suggestion
-                        log.warning("product %s not re-scored: its photo cannot be read (%s)", item[1], exc)
-                        continue
-                    batch.append(item)
-                if not batch:
-                    continue
-                predictions = loaded.predictor.predict(images, categories=[c for *_, c in batch], top_k=3)
+                batch = [
+                    db.ToScore(pid, category, path) for _, pid, path, category in queued[start : start + RESCORE_BATCH]
+                ]
+                # An unreadable photo keeps its older suggestion; a product deleted since is left out.
+                scored = scoring.predict(loaded.predictor, batch, scoring.decode(loaded.predictor, batch))
                 with self.sessions.begin() as session:
-                    for (owner_id, product_id, _, _), prediction in zip(batch, predictions):
-                        try:
-                            product = db.get_product(session, db.get_user(session, owner_id), product_id)
-                        except db.NotFound:  # deleted since it was queued
-                            continue
-                        db.save_prediction(session, product, loaded.version_id, prediction)
-                done += len(batch)
+                    done += db.save_predictions(session, loaded.version_id, scored)
         except Exception:  # the queue keeps its older suggestions; the form suggests on demand
             log.exception("re-scoring the review queues stopped after %d products", done)
         return done

@@ -36,6 +36,7 @@ class Settings:
     full_retrain_growth: float = 1.2
     full_retrain_after_heads: int = 3
     retrain_poll_seconds: float = 30.0
+    model_poll_seconds: float = 5.0  # how often a web process looks for a version activated elsewhere
 
     @property
     def retrain_policy(self) -> RetrainPolicy:
@@ -131,6 +132,15 @@ def _switch(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-poll-seconds",
+        type=float,
+        default=_env("MODEL_POLL_SECONDS", _DEFAULT.model_poll_seconds),
+        help="how often to look for a model version activated by another process [VT_MODEL_POLL_SECONDS]",
+    )
+
+
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("retrain policy (see webapp/policy.py)")
     group.add_argument(
@@ -192,4 +202,5 @@ def from_args(args: argparse.Namespace) -> Settings:
         full_retrain_growth=getattr(args, "full_retrain_growth", _DEFAULT.full_retrain_growth),
         full_retrain_after_heads=getattr(args, "full_retrain_after_heads", _DEFAULT.full_retrain_after_heads),
         retrain_poll_seconds=getattr(args, "retrain_poll_seconds", _DEFAULT.retrain_poll_seconds),
+        model_poll_seconds=getattr(args, "model_poll_seconds", _DEFAULT.model_poll_seconds),
     )

@@ -16,24 +16,56 @@ from . import learning, services
 from .api import register_api
 from .context import AppContext
 from .errors import USER_ERRORS, friendly
-from .form import form_state, labels_from_slots, model_line, summary_markdown
-from .services import ProductView, ServiceError, Viewer
+from .form import (
+    BATCH_COLUMNS,
+    BatchRow,
+    batch_rows,
+    form_state,
+    labels_from_slots,
+    mark_saved,
+    model_line,
+    percent,
+    save_message,
+    summary_markdown,
+)
+from .services import ProductView, ServiceError, Suggestion, Viewer
 from .ui_admin import build_admin
 
 log = logging.getLogger(__name__)
 
 AUTO = "(let the model decide)"
+ANY = "(any)"
+HISTORY_COLUMNS = ["when", "who", "attribute", "value", "how", "suggested by"]
 MIN_SLOTS = 10
 
 CSS = """
 .vt-low { border: 2px solid #e8590c !important; border-radius: 8px; background: #fff4e6 !important; }
 .vt-low label span { color: #c2410c; font-weight: 600; }
 #vt-save-next { min-height: 48px; }
+#vt-signed-out { position: fixed; top: 0; left: 0; right: 0; z-index: 10000; padding: 14px; text-align: center;
+  font-size: 17px; background: #fff4e6; border-bottom: 3px solid #e8590c; color: #7c2d12; }
+#vt-logout { max-width: 120px; }
 """
 
 # Ctrl+Enter (Cmd+Enter) anywhere in the form is "Save and next": the hands stay on the keyboard.
+# A request refused because the sign-in is gone (logged out in another tab, or lapsed) says so in
+# a banner with a way back, instead of Gradio's bare "Error".
 HEAD = """
 <script>
+(() => {
+  const original = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await original(...args);
+    if (response.status === 401 && document.body && !document.getElementById('vt-signed-out')) {
+      const banner = document.createElement('div');
+      banner.id = 'vt-signed-out';
+      banner.setAttribute('role', 'alert');
+      banner.innerHTML = 'Signed out: <a href="./">sign in again</a>. What you did after that was not saved.';
+      document.body.appendChild(banner);
+    }
+    return response;
+  };
+})();
 document.addEventListener('keydown', (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
     const button = document.querySelector('#vt-save-next');
@@ -57,7 +89,8 @@ def build(ctx: AppContext) -> gr.Blocks:
     n_slots = max(ctx.taxonomy.max_attributes, MIN_SLOTS)
 
     def render(view: ProductView | None, category: str | None = None) -> dict[Any, Any]:
-        """Updates of the form (the photo is left as it is, except for an empty form)."""
+        """Updates of the form (the photo is left as it is, except for an empty form); the last
+        save's message goes, and ``shown`` keeps the suggestion the form shows, for provenance."""
         if view is None:
             return {
                 photo: None,
@@ -65,6 +98,9 @@ def build(ctx: AppContext) -> gr.Blocks:
                 category_box: gr.update(value=None),
                 form_attrs: [],
                 current: None,
+                shown: None,
+                save_msg: "",
+                history_table: pd.DataFrame(columns=HISTORY_COLUMNS),
                 **{slot: gr.update(visible=False, value=None) for slot in slots},
             }
         form = form_state(ctx.taxonomy, view, category)
@@ -88,6 +124,9 @@ def build(ctx: AppContext) -> gr.Blocks:
             category_box: gr.update(value=form.category, choices=list(ctx.taxonomy.category_names)),
             form_attrs: form.attributes,
             current: view.product_id,
+            shown: form.suggestion,
+            save_msg: "",
+            history_table: pd.DataFrame(columns=HISTORY_COLUMNS),
             **updates,
         }
 
@@ -98,20 +137,40 @@ def build(ctx: AppContext) -> gr.Blocks:
         if product_id is None:
             return render(None)
         view = services.get_product(ctx, viewer, product_id)
-        return show(view, services.product_image(ctx, viewer, product_id))
+        return {
+            **show(view, services.product_image(ctx, viewer, product_id)),
+            history_table: history_frame(viewer, product_id),
+        }
+
+    def history_frame(viewer: Viewer, product_id: int) -> pd.DataFrame:
+        """Who changed what, when, and from which suggestion; newest first."""
+        rows = [
+            [e["at"].replace("T", " ")[:16], e["user"], e["attribute"], e["value"], e["source"], e["model_version"]]
+            for e in reversed(services.history(ctx, viewer, product_id))
+        ]
+        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+    def batch_view(rows: list[BatchRow], product_id: int | None) -> pd.DataFrame:
+        return pd.DataFrame(batch_rows(rows, product_id), columns=BATCH_COLUMNS)
 
     # Gradio keeps uploads and the photos it shows in its cache under unguessable names; clearing
     # files older than an hour keeps them from lingering there.
     with gr.Blocks(title="Visual Taxonomy", delete_cache=(1800, 3600)) as demo:
-        header = gr.Markdown("Visual Taxonomy")
+        with gr.Row():
+            header = gr.Markdown("Visual Taxonomy", elem_id="vt-header")
+            # In place, not a link: Gradio's Markdown opens links in a new tab, leaving this one
+            # "signed in" until its next action fails.
+            logout_btn = gr.Button("Log out", size="sm", scale=0, min_width=100, elem_id="vt-logout")
         batch = gr.State([])
         queue_ids = gr.State([])
         form_attrs = gr.State([])
         current = gr.State(None)
+        shown = gr.State(None)  # the suggestion the form shows (a services.Suggestion), for provenance
+        header_timer = gr.Timer(5.0)
         with gr.Tabs() as tabs:
             with gr.Tab("Label", id="label"):
                 with gr.Row():
-                    with gr.Column(scale=1, min_width=280):
+                    with gr.Column(scale=1, min_width=320):
                         files = gr.File(
                             label="Product photos (one or many)",
                             file_count="multiple",
@@ -120,62 +179,100 @@ def build(ctx: AppContext) -> gr.Blocks:
                         )
                         upload_category = gr.Dropdown([AUTO, *categories], value=AUTO, label="Category of these photos")
                         upload_btn = gr.Button("Upload and suggest", variant="primary")
-                        upload_report = gr.Markdown()
+                        upload_report = gr.Markdown(elem_id="vt-upload-report")
                         batch_table = gr.Dataframe(
-                            headers=["product", "file", "category", "status"],
+                            pd.DataFrame(columns=BATCH_COLUMNS),
                             interactive=False,
                             wrap=True,
-                            label="This batch",
+                            column_widths=["9%", "20%", "41%", "30%"],
+                            label="This batch (click a row to open it)",
+                            elem_id="vt-batch",
                         )
                     with gr.Column(scale=2):
                         with gr.Row():
                             photo = gr.Image(label="Photo", interactive=False, height=300, type="pil")
                             with gr.Column():
-                                summary = gr.Markdown("Upload a photo to start.")
-                                category_box = gr.Dropdown(categories, label="Category", value=None)
+                                summary = gr.Markdown("Upload a photo to start.", elem_id="vt-summary")
+                                category_box = gr.Dropdown(
+                                    categories, label="Category", value=None, elem_id="vt-category"
+                                )
                         slots = [gr.Dropdown(visible=False, interactive=True) for _ in range(n_slots)]
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
                             next_btn = gr.Button(
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
-                        save_msg = gr.Markdown()
+                        save_msg = gr.Markdown(elem_id="vt-save-msg")
                         learning_md = gr.Markdown(elem_id="vt-learning")
-            with gr.Tab("Review queue", id="queue"):
+                        with gr.Accordion("History of this product", open=False):
+                            history_table = gr.Dataframe(
+                                pd.DataFrame(columns=HISTORY_COLUMNS),
+                                interactive=False,
+                                wrap=True,
+                                elem_id="vt-history",
+                            )
+            with gr.Tab("Review queue", id="queue") as queue_tab:
                 gr.Markdown(
-                    "Your products with suggestions but no confirmed labels, least confident first. "
-                    "Choose one to open it in the form."
+                    "Your products with suggestions but no confirmed labels, least confident first "
+                    "(the percentage is the suggestion's average confidence). Choose one to open it in the form."
                 )
                 refresh_queue = gr.Button("Refresh")
+                queue_note = gr.Markdown(elem_id="vt-queue-note")
                 gallery = gr.Gallery(
                     columns=8, height=480, object_fit="contain", allow_preview=False, label="Waiting for review"
                 )
-            with gr.Tab("My products", id="products"):
-                refresh_products = gr.Button("Refresh")
-                products_table = gr.Dataframe(interactive=False, label="Products")
+            with gr.Tab("My products", id="products") as products_tab:
+                with gr.Row():
+                    products_category = gr.Dropdown([ANY, *categories], value=ANY, label="Category")
+                    products_status = gr.Dropdown(
+                        [ANY, *services.PRODUCT_STATUSES], value=ANY, label="Status", elem_id="vt-products-status"
+                    )
+                    products_search = gr.Textbox(label="Search: product id or a label value", scale=2)
+                    refresh_products = gr.Button("Search", scale=0, min_width=100)
+                products_note = gr.Markdown(elem_id="vt-products-note")
+                products_gallery = gr.Gallery(
+                    columns=6,
+                    height=560,
+                    object_fit="contain",
+                    allow_preview=False,
+                    label="Your products (click one to open it in the form)",
+                    elem_id="vt-products",
+                )
+                with gr.Row():
+                    prev_page = gr.Button("← Previous page", scale=0, min_width=160)
+                    next_page = gr.Button("Next page →", scale=0, min_width=160)
+                products_page = gr.State(1)
+                products_ids = gr.State([])
                 with gr.Row():
                     export_mine = gr.Button("Export my labels (train.csv layout)")
                     export_file = gr.File(label="Download", interactive=False)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
                 build_admin(ctx)
-        form_outputs = [photo, summary, category_box, form_attrs, current, *slots]
+        form_outputs = [photo, summary, category_box, form_attrs, current, shown, save_msg, history_table, *slots]
 
         # -- events: seller ------------------------------------------------------------------
 
-        @friendly
-        def on_load(request: gr.Request) -> dict[Any, Any]:
+        logout_btn.click(None, None, None, js="() => { window.location.assign('logout'); }")
+
+        def header_text(request: gr.Request) -> str:
             name, role = services.signed_in(ctx, Viewer.of(request))
             model = model_line(services.model_status(ctx))
-            text = f"## Visual Taxonomy\nSigned in as **{html.escape(name)}** ({role}) · {model} · [Log out](/logout)"
+            return f"## Visual Taxonomy\nSigned in as **{html.escape(name)}** ({role}) · {model}"
+
+        @friendly
+        def on_load(request: gr.Request) -> dict[Any, Any]:
+            _, role = services.signed_in(ctx, Viewer.of(request))
             # The categories as of now: an adopted taxonomy shows without a restart.
             choices = [AUTO, *ctx.taxonomy.category_names]
             return {
-                header: text,
+                header: header_text(request),
                 admin_tab: gr.update(visible=role == "admin"),
                 upload_category: gr.update(choices=choices),
             }
 
         demo.load(on_load, None, [header, admin_tab, upload_category], api_visibility="private")
+        # The active model changes under everyone's feet (an admin activates another): keep it current.
+        header_timer.tick(friendly(header_text), None, [header], api_visibility="private", show_progress="hidden")
 
         def on_learning(request: gr.Request) -> str:
             """What the seller's own corrections did (or wait for): shown on load and after saves."""
@@ -193,23 +290,22 @@ def build(ctx: AppContext) -> gr.Blocks:
             outcomes = services.upload(ctx, Viewer.of(request), list(paths), None if chosen == AUTO else chosen)
             ok = [o.result for o in outcomes if o.result is not None]
             rows = [
-                [
-                    o.result.view.product_id,
-                    o.file,
-                    o.result.view.category,
-                    "new" if o.result.created else "already uploaded",
-                ]
+                BatchRow(o.result.view.product_id, o.file, "new" if o.result.created else "already uploaded")
                 if o.result is not None
-                else ["", o.file, "", o.error]
+                else BatchRow(None, o.file, "refused")
                 for o in outcomes
             ]
-            failed = len(outcomes) - len(ok)
-            report = f"{len(ok)} photo(s) ready" + (f", {failed} refused (see the table)" if failed else "") + "."
+            refused = [
+                f"- **{html.escape(o.file)}** refused: {html.escape(o.error or '')}" for o in outcomes if o.error
+            ]
+            report = "\n".join(
+                [f"{len(ok)} photo(s) ready" + (f", {len(refused)} refused:" if refused else "."), *refused]
+            )
             first = show(ok[0].view, ok[0].photo) if ok else render(None)
             return {
-                batch: [r.view.product_id for r in ok],
+                batch: rows,
                 upload_report: report,
-                batch_table: pd.DataFrame(rows, columns=["product", "file", "category", "status"]),
+                batch_table: batch_view(rows, ok[0].view.product_id if ok else None),
                 **first,
             }
 
@@ -224,50 +320,82 @@ def build(ctx: AppContext) -> gr.Blocks:
         def on_category(new: str, product_id: int | None, request: gr.Request) -> dict[Any, Any]:
             if product_id is None or not new:
                 return {}
-            return render(services.get_product(ctx, Viewer.of(request), product_id), new)
+            # The model suggests for any category: ask it for the corrected one and prefill again.
+            return render(services.suggest_for(ctx, Viewer.of(request), product_id, new))
 
         category_box.input(on_category, [category_box, current], form_outputs, api_visibility="private")
 
-        def do_save(data: dict[Any, Any], viewer: Viewer) -> str:
-            """Save the form; ``data`` maps the form's components to their values."""
+        def do_save(data: dict[Any, Any], viewer: Viewer) -> tuple[str, list[BatchRow]]:
+            """Save the form; ``data`` maps the form's components to their values. Returns the
+            message and the batch with the product marked saved."""
             product_id = data[current]
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
             values = [data[slot] for slot in slots]
-            result = services.save_labels(
-                ctx, viewer, product_id, data[category_box], labels_from_slots(data[form_attrs], values)
-            )
-            kinds = sorted(set(result.sources.values()))
-            return f"Saved product {result.product_id}: {result.events} change(s)" + (
-                f" ({', '.join(kinds)})." if kinds else "."
-            )
+            seen: Suggestion | None = data[shown]
+            labels = labels_from_slots(data[form_attrs], values)
+            result = services.save_labels(ctx, viewer, product_id, data[category_box], labels, shown=seen)
+            rows = data[batch] or []
+            if result.events:
+                rows = mark_saved(rows, product_id)
+            return save_message(result.product_id, result.events, result.sources), rows
 
-        form_inputs = {current, category_box, form_attrs, batch, *slots}
+        form_inputs = {current, category_box, form_attrs, batch, shown, *slots}
 
         @friendly
-        def on_save(data: dict[Any, Any], request: gr.Request) -> str:
-            return do_save(data, Viewer.of(request))
+        def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
+            viewer = Viewer.of(request)
+            message, rows = do_save(data, viewer)
+            return {
+                save_msg: message,
+                batch: rows,
+                batch_table: batch_view(rows, data[current]),
+                history_table: history_frame(viewer, data[current]),
+            }
 
-        save_btn.click(on_save, form_inputs, [save_msg], api_visibility="private").then(
-            on_learning, None, [learning_md], api_visibility="private"
-        )
+        save_btn.click(
+            on_save, form_inputs, [save_msg, batch, batch_table, history_table], api_visibility="private"
+        ).then(on_learning, None, [learning_md], api_visibility="private")
 
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
-            message = do_save(data, viewer)
-            product_id, ids = data[current], data[batch] or []
-            following = ids[ids.index(product_id) + 1 :] if product_id in ids else []
+            message, rows = do_save(data, viewer)
+            product_id = data[current]
+            ids = [r.product_id for r in rows if r.product_id is not None]
+            later = ids[ids.index(product_id) + 1 :] if product_id in ids else []
+            # Only products nobody has saved yet: one saved with "Save" earlier is not shown again.
+            following = services.unsaved(ctx, viewer, later)
             if not following:
                 queued = [q.product_id for q in services.review_queue(ctx, viewer, limit=5)]
                 following = [q for q in queued if q != product_id]
             if not following:
-                return {save_msg: message + " That was the last one: upload more photos.", **render(None)}
-            return {save_msg: message, **open_product(viewer, following[0])}
+                done = render(None)
+                return {
+                    **done,
+                    save_msg: message + " That was the last one: upload more photos.",
+                    batch: rows,
+                    batch_table: batch_view(rows, None),
+                }
+            return {
+                **open_product(viewer, following[0]),
+                save_msg: message,
+                batch: rows,
+                batch_table: batch_view(rows, following[0]),
+            }
 
-        next_btn.click(on_save_next, form_inputs, [save_msg, *form_outputs], api_visibility="private").then(
+        next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private").then(
             on_learning, None, [learning_md], api_visibility="private"
         )
+
+        @friendly
+        def on_batch_pick(rows: list[BatchRow], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            row = rows[evt.index[0]] if evt.index and evt.index[0] < len(rows) else None
+            if row is None or row.product_id is None:
+                return {}  # a refused file: nothing to open (the report says why)
+            return {**open_product(Viewer.of(request), row.product_id), batch_table: batch_view(rows, row.product_id)}
+
+        batch_table.select(on_batch_pick, [batch], [batch_table, *form_outputs], api_visibility="private")
 
         @friendly
         def on_queue(request: gr.Request) -> dict[Any, Any]:
@@ -276,11 +404,22 @@ def build(ctx: AppContext) -> gr.Blocks:
             pictures = []
             for item in items:
                 image = services.product_image(ctx, viewer, item.product_id, thumbnail=True)
-                caption = f"#{item.product_id} {item.category} · {item.mean_confidence:.0%}"
+                caption = f"#{item.product_id} {item.category} · {percent(item.mean_confidence)}"
                 pictures.append((image, caption))
-            return {gallery: pictures, queue_ids: [i.product_id for i in items]}
+            note = (
+                f"{len(items)} product(s) waiting."
+                if items
+                else "Nothing is waiting for review: every product with a suggestion has saved labels. "
+                "Upload more photos in the Label tab."
+            )
+            return {
+                gallery: gr.update(value=pictures, visible=bool(items)),
+                queue_ids: [i.product_id for i in items],
+                queue_note: note,
+            }
 
-        refresh_queue.click(on_queue, None, [gallery, queue_ids], api_visibility="private")
+        refresh_queue.click(on_queue, None, [gallery, queue_ids, queue_note], api_visibility="private")
+        queue_tab.select(on_queue, None, [gallery, queue_ids, queue_note], api_visibility="private")
 
         @friendly
         def on_pick(ids: list[int], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
@@ -288,11 +427,64 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         gallery.select(on_pick, [queue_ids], [*form_outputs, tabs], api_visibility="private")
 
-        @friendly
-        def on_products(request: gr.Request) -> pd.DataFrame:
-            return pd.DataFrame(services.my_products(ctx, Viewer.of(request), limit=200))
+        def list_products(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+            viewer = Viewer.of(request)
+            found = services.product_page(
+                ctx,
+                viewer,
+                category=None if category in (ANY, None) else category,
+                status=None if status in (ANY, None) else status,
+                search=search or "",
+                page=page,
+            )
+            pictures = [
+                (
+                    services.product_image(ctx, viewer, r.product_id, thumbnail=True),
+                    f"#{r.product_id} {r.category} · {r.status} · "
+                    f"{r.labelled}/{r.attributes} ({percent(r.completeness)})",
+                )
+                for r in found.rows
+            ]
+            note = (
+                f"{found.total} product(s); page {found.page} of {found.pages}."
+                if found.total
+                else "No product matches: change the filters, or upload photos in the Label tab."
+            )
+            return {
+                products_gallery: gr.update(value=pictures, visible=bool(pictures)),
+                products_ids: [r.product_id for r in found.rows],
+                products_page: found.page,
+                products_note: note,
+            }
 
-        refresh_products.click(on_products, None, [products_table], api_visibility="private")
+        product_filters = [products_category, products_status, products_search]
+        product_outputs = [products_gallery, products_ids, products_page, products_note]
+
+        @friendly
+        def on_products(category: str, status: str, search: str, request: gr.Request) -> dict[Any, Any]:
+            return list_products(category, status, search, 1, request)
+
+        @friendly
+        def on_prev_page(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+            return list_products(category, status, search, page - 1, request)
+
+        @friendly
+        def on_next_page(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+            return list_products(category, status, search, page + 1, request)
+
+        for trigger in (refresh_products.click, products_search.submit, products_tab.select):
+            trigger(on_products, product_filters, product_outputs, api_visibility="private")
+        for control in (products_category, products_status):
+            control.input(on_products, product_filters, product_outputs, api_visibility="private")
+        paged = [*product_filters, products_page]
+        prev_page.click(on_prev_page, paged, product_outputs, api_visibility="private")
+        next_page.click(on_next_page, paged, product_outputs, api_visibility="private")
+
+        @friendly
+        def on_open_product(ids: list[int], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+            return {**open_product(Viewer.of(request), ids[evt.index]), tabs: gr.Tabs(selected="label")}
+
+        products_gallery.select(on_open_product, [products_ids], [*form_outputs, tabs], api_visibility="private")
 
         @friendly
         def on_export_mine(request: gr.Request) -> dict[Any, Any]:

@@ -23,38 +23,64 @@ from .services import Viewer
 def versions_frame(rows: list[dict]) -> pd.DataFrame:
     columns = ["version", "status", "kind", "score", "parent", "created", "notes"]
     frame = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
-    frame["score"] = frame["score"].map(lambda v: None if v is None else round(float(v), 4))
+    frame["score"] = frame["score"].map(lambda v: None if v is None else round(float(v), SCORE_DIGITS))
     return frame
 
 
+SCORE_DIGITS = 3  # what a plot or table shows of a metric: 0.712, not 0.7123456789
+
+
+def version_label(order: int, version_id: str) -> str:
+    """A version on a plot's axis: its place in the history and its id's tail ("#2 3f9a0c1e")."""
+    return f"#{order} {version_id[-8:]}"
+
+
 def score_history(rows: list[dict]) -> pd.DataFrame:
-    """One row per (version, category) with the version's metric, oldest version first."""
+    """One row per (version, category) with the version's metric, oldest version first.
+
+    The version is a label, not a number, so the axis shows one tick per version (not 1.00,
+    1.05, ...); ``version_order`` gives the plot its order.
+    """
     out = []
     for order, row in enumerate(reversed(rows), start=1):
         if row["score"] is None:
             continue
-        out.append({"version": order, "id": row["version"], "series": "overall", "score": row["score"]})
+        label = version_label(order, row["version"])
+        out.append(
+            {"version": label, "id": row["version"], "series": "overall", "score": round(row["score"], SCORE_DIGITS)}
+        )
         per_category: dict[str, list[float]] = {}
         for a in row["per_attribute"]:
             per_category.setdefault(a["category"], []).append(a["score"])
         for cat, scores in per_category.items():
-            out.append({"version": order, "id": row["version"], "series": cat, "score": sum(scores) / len(scores)})
-    return pd.DataFrame(out, columns=["version", "id", "series", "score"])
+            mean = round(sum(scores) / len(scores), SCORE_DIGITS)
+            out.append({"version": label, "id": row["version"], "series": cat, "score": mean})
+    # Typed even when empty: the plot takes its axes' kinds from the first frame it gets.
+    return pd.DataFrame(out, columns=["version", "id", "series", "score"]).astype({"score": float})
 
 
-def attribute_scores(rows: list[dict], last: int = 3) -> pd.DataFrame:
-    """Long form (attribute, version, score) for the newest versions, for a grouped bar chart."""
+def version_order(history: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(history["version"]))
+
+
+def attribute_scores(rows: list[dict], last: int = 4) -> pd.DataFrame:
+    """Long form (attribute, version, score) for the versions ``attribute_table`` shows.
+
+    Drawn as points, one per version: Gradio's bar chart sums the bars of one x (stacked), so it
+    showed one version where the table had two.
+    """
+    shown = [r for r in rows if r["per_attribute"]][:last]
     out = []
-    for r in [r for r in rows if r["per_attribute"]][:last]:
+    for r in reversed(shown):
         for a in r["per_attribute"]:
             out.append(
                 {
                     "attribute": f"{a['category']} / {a['attribute']}",
                     "version": r["version"][-8:],
-                    "score": round(a["score"], 3),
+                    "score": round(a["score"], SCORE_DIGITS),
                 }
             )
-    return pd.DataFrame(out, columns=["attribute", "version", "score"])
+    return pd.DataFrame(out, columns=["attribute", "version", "score"]).astype({"score": float})
 
 
 def attribute_table(rows: list[dict], last: int = 4) -> pd.DataFrame:
@@ -63,7 +89,8 @@ def attribute_table(rows: list[dict], last: int = 4) -> pd.DataFrame:
     table: dict[str, dict[str, float]] = {}
     for r in reversed(shown):
         for a in r["per_attribute"]:
-            table.setdefault(f"{a['category']} / {a['attribute']}", {})[r["version"][-8:]] = round(a["score"], 3)
+            key = f"{a['category']} / {a['attribute']}"
+            table.setdefault(key, {})[r["version"][-8:]] = round(a["score"], SCORE_DIGITS)
     frame = pd.DataFrame.from_dict(table, orient="index")
     return frame.reset_index(names="attribute") if not frame.empty else pd.DataFrame(columns=["attribute"])
 
@@ -151,17 +178,31 @@ def build_admin(ctx: AppContext) -> None:
         change_table = gr.Dataframe(interactive=False, label="Per attribute: the active version against the one before")
         versions_table = gr.Dataframe(interactive=False, label="Model versions (newest first)")
         with gr.Row():
-            version_pick = gr.Dropdown(label="Version", choices=[], scale=3)
+            version_pick = gr.Dropdown(label="Version", choices=[], scale=3, elem_id="vt-version-pick")
             activate_btn = gr.Button("Activate (or roll back to) this version", scale=1)
+        # Activating changes every seller's suggestions at once: it asks first.
+        with gr.Row(visible=False) as confirm_row:
+            confirm_md = gr.Markdown()
+            confirm_btn = gr.Button("Yes, activate it", variant="stop", scale=0)
+            keep_btn = gr.Button("Cancel", scale=0)
         activate_msg = gr.Markdown()
-        score_plot = gr.LinePlot(
-            x="version", y="score", color="series", title="Metric per version", y_lim=[0, 1], height=300
+        # Points, not lines or bars: a first version is one point (a line of one point is not
+        # drawn), and bars of one x would be summed.
+        score_plot = gr.ScatterPlot(
+            score_history([]),
+            x="version",
+            y="score",
+            color="series",
+            title="Metric per version (oldest first)",
+            y_lim=[0, 1],
+            height=300,
         )
-        attribute_plot = gr.BarPlot(
+        attribute_plot = gr.ScatterPlot(
+            attribute_scores([]),
             x="attribute",
             y="score",
             color="version",
-            title="Metric per attribute",
+            title="Metric per attribute, newest versions",
             y_lim=[0, 1],
             height=360,
             x_label_angle=-45,
@@ -226,11 +267,13 @@ def build_admin(ctx: AppContext) -> None:
         change = learning.version_change(ctx, viewer)
         choices = [
             (
-                f"{r['version']} ({r['status']}, {r['score'] if r['score'] is None else round(r['score'], 4)})",
+                f"{r['version']} ({r['status']}, "
+                f"{r['score'] if r['score'] is None else round(r['score'], SCORE_DIGITS)})",
                 r["version"],
             )
             for r in rows
         ]
+        history, per_attribute = score_history(rows), attribute_scores(rows)
         return {
             run_md: run_markdown(runs, training),
             retrain_btn: gr.update(interactive=not training),
@@ -243,8 +286,8 @@ def build_admin(ctx: AppContext) -> None:
             change_table: change_frame(change),
             versions_table: versions_frame(rows),
             version_pick: gr.update(choices=choices),
-            score_plot: score_history(rows),
-            attribute_plot: attribute_scores(rows),
+            score_plot: gr.update(value=history, sort=version_order(history)),
+            attribute_plot: gr.update(value=per_attribute, sort=list(dict.fromkeys(per_attribute["attribute"]))),
             attribute_table_view: attribute_table(rows),
         }
 
@@ -302,11 +345,31 @@ def build_admin(ctx: AppContext) -> None:
     auto_retrain.input(on_auto, [auto_retrain], outputs, api_visibility="private")
 
     @friendly
+    def on_ask(version: str | None, request: gr.Request) -> dict:
+        if not version:
+            raise services.ServiceError("choose a version first")
+        active = ctx.models.active
+        now = f"`{html.escape(active.version_id)}`" if active else "no model"
+        question = (
+            f"Activate `{html.escape(version)}`? It replaces {now} for every seller's suggestions at once "
+            "(activating the old one again rolls it back)."
+        )
+        return {confirm_row: gr.update(visible=True), confirm_md: question, activate_msg: ""}
+
+    activate_btn.click(on_ask, [version_pick], [confirm_row, confirm_md, activate_msg], api_visibility="private")
+
+    def on_keep() -> dict:
+        return {confirm_row: gr.update(visible=False), activate_msg: "Nothing changed."}
+
+    keep_btn.click(on_keep, None, [confirm_row, activate_msg], api_visibility="private")
+
+    @friendly
     def on_activate(version: str | None, request: gr.Request) -> dict:
         if not version:
             raise services.ServiceError("choose a version first")
         result = services.activate(ctx, Viewer.of(request), version)
         return {
+            confirm_row: gr.update(visible=False),
             activate_msg: (
                 f"Version `{result.active}` is active; {result.rescored} products of the review queue "
                 "are being re-scored in the background."
@@ -314,4 +377,4 @@ def build_admin(ctx: AppContext) -> None:
             **refresh(request),
         }
 
-    activate_btn.click(on_activate, [version_pick], [activate_msg, *outputs], api_visibility="private")
+    confirm_btn.click(on_activate, [version_pick], [confirm_row, activate_msg, *outputs], api_visibility="private")

@@ -29,13 +29,14 @@ README = ROOT / "README.md"
 
 
 def readme_commands() -> list[str]:
-    """The ``python app.py ...`` lines of the README's "Other commands" block, comments cut off."""
+    """The ``python app.py ...`` and ``python -m trainer ...`` lines of the README's "Other commands"
+    block, comments cut off."""
     text_ = README.read_text("utf-8")
     start = text_.index("Other commands")
     block = re.search(r"```bash\n(.*?)```", text_[start:], re.S)
     assert block, "the README's 'Other commands' paragraph has no bash block"
     lines = [line.split(" #")[0].strip() for line in block.group(1).splitlines()]
-    return [line for line in lines if line.startswith("python app.py")]
+    return [line for line in lines if line.startswith(("python app.py", "python -m trainer"))]
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
@@ -56,7 +57,17 @@ def stored(data_dir: Path):
 def test_help_lists_the_commands():
     result = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    for command in ("serve", "create-user", "import", "taxonomy", "export-labels", "export-predictions", "backup"):
+    for command in (
+        "serve",
+        "create-user",
+        "import",
+        "taxonomy",
+        "export-labels",
+        "export-predictions",
+        "register-model",
+        "score",
+        "backup",
+    ):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), (command, result.stdout)
 
 
@@ -73,11 +84,12 @@ def test_the_readme_commands_run_as_written_on_a_fresh_data_dir(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
     for line in commands:
         argv = shlex.split(line)
-        assert argv[:2] == ["python", "app.py"], line
+        assert argv[:2] in (["python", "app.py"], ["python", "-m"]), line
+        program = [str(ROOT / "app.py")] if argv[1] == "app.py" else ["-m", argv[2]]
         result = subprocess.run(
-            [sys.executable, str(ROOT / "app.py"), *argv[2:]],
+            [sys.executable, *program, *argv[len(program) + 1 :]],
             cwd=work,
-            env={**env, "OMP_NUM_THREADS": "1"},
+            env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
             input="a-password-1\n",  # create-user asks for one; without a terminal it reads stdin
             capture_output=True,
             text=True,

@@ -41,6 +41,7 @@ NAMED = {
     "/runs": "admin",
     "/versions": "admin",
     "/activate": "admin",
+    "/register_model": "admin",
     "/model_status": "any",
 }
 # The UI's own events (not in the API description, but callable by a signed-in browser): each
@@ -71,6 +72,21 @@ UI_EVENTS = {
     "on_pick",
     "on_products",
     "on_export_mine",
+    "on_queue_1",  # the review queue, loaded when its tab is opened
+    "on_batch_pick",  # a row of the seller's batch: services.get_product with the request's user
+    "header_text",  # the header's signed-in line, refreshed (the active model changes)
+    "on_ask",  # "Activate X?": reads the active version's id only, changes nothing
+    "on_keep",  # the activation question's "Cancel": changes nothing
+    # "My products": the list (search, filters, tab opened, pages) and a product opened from it;
+    # services.product_page and services.get_product with the request's user.
+    "on_products_1",
+    "on_products_2",
+    "on_products_3",
+    "on_products_4",
+    "on_prev_page",
+    "on_next_page",
+    "on_open_product",
+    "js_fn",  # "Log out": runs in the browser only (goes to /logout), no Python function
     # After an export was sent: remove its folder (the path comes from server-side state).
     "discard_sent",
     "discard_sent_1",
@@ -189,6 +205,7 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
             "/version_change": ("planted",),
             "/runs": (5,),
             "/activate": ("planted",),
+            "/register_model": ("/etc/passwd", True),
         }
         outcome, message = call_as(app, "bob", endpoint, *args.get(endpoint, ()))
         assert outcome == "error" and "only an admin may do this" in message, message

@@ -66,7 +66,7 @@ def test_predictor_applies_the_stored_correction(trained, gen_data, gen_taxonomy
 
 def test_checkpoint_without_the_correction_still_loads(trained, gen_data, tmp_path) -> None:
     raw = torch.load(trained.checkpoint_path, weights_only=True)
-    for key in ("heads.value_counts", "heads.logit_adjustment"):
+    for key in ("heads.value_counts", "heads.logit_adjustment", "heads.head_logit_adjustment"):
         del raw["state_dict"][key]
     old = tmp_path / "old.pt"
     torch.save(raw, old)

@@ -17,6 +17,7 @@ from trainer import (
     majority_baseline,
     retrain_heads,
 )
+from trainer.embeddings import cache_key
 
 
 def test_heads_retrain_reuses_backbone_and_cache(trained, gen_data, gen_taxonomy, tiny_train, tmp_path) -> None:
@@ -38,7 +39,7 @@ def test_heads_retrain_reuses_backbone_and_cache(trained, gen_data, gen_taxonomy
     assert new.backbone_fingerprint == base.backbone_fingerprint
     backbone = [k for k in base.state_dict if k.startswith("backbone.")]
     assert all((base.state_dict[k] == new.state_dict[k]).all() for k in backbone)
-    assert len(EmbeddingCache(cache, base.backbone_fingerprint)) == len(gen_data["train"])
+    assert len(EmbeddingCache(cache, cache_key(base.backbone_fingerprint, base.preprocess))) == len(gen_data["train"])
     # The held-out ids are reported and the metric is on them alone.
     assert first.metrics["held_out_examples"] == len(first.held_out_ids) > 0
 

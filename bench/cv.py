@@ -1,0 +1,272 @@
+"""K-fold cross-validation of the default recipe on any competition-layout folder's train.csv
+(val.csv is never read).
+
+    python bench/cv.py --data ../shared/data/myntra-dev --out /tmp/cv-myntra          # 3 folds of the CPU default
+    python bench/cv.py --data ../shared/data/flixstock-dev --out /tmp/cv-flix-top --crop top
+    python bench/cv.py --smoke                                                          # 2 tiny folds, for CI
+
+Each fold trains what ``train_full`` trains on the other folds: the recipe its trunk calls for
+(``--weights none``: from scratch; a weights file: the pretrained recipe), the best epoch and
+the per-attribute prior correction chosen on the early-stopping slice of those folds
+(``--val-fraction``, default the recipe's; 0 keeps the last epoch of the fixed schedule and the
+configured tau, as the schedule was first cross-validated). The fold itself is then predicted
+once by that checkpoint as the app serves it (no mirroring unless ``--flip``): with its own
+per-attribute taus ("in_run") and, for comparison, with each constant tau of ``TAUS`` for every
+attribute. The out-of-fold predictions of all folds together give one score per choice over
+every photo of train.csv. A finished fold is kept in ``OUT/fold<i>``; a rerun with the same
+settings continues from there (other settings in the same OUT are refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_mean, pick_device, ready
+
+from taxonomy import LabeledExample, Taxonomy, default_taxonomy, taxonomy_from_competition
+from trainer import load_checkpoint, load_images, plan_run, read_dataset, train_full
+from trainer.config import CROPS
+from trainer.evaluation import average, score, to_probabilities, top_values
+from trainer.labels import encode_labels
+from trainer.model import TaxonomyNet
+from trainer.preprocess import Preprocess, to_model_input
+
+TAUS = (-0.5, -0.3, -0.2, -0.15, -0.1, 0.0, 0.1, 0.3, 0.5)
+IN_RUN = "in_run"
+
+
+def taxonomy_of(data: Path) -> Taxonomy:
+    for name in ("category_attributes.parquet", "category_attributes.json"):
+        if (data / name).is_file():
+            return taxonomy_from_competition(data / name, data / "train.csv")
+    return default_taxonomy()
+
+
+def folds_of(examples: list[LabeledExample], k: int, seed: int) -> list[list[LabeledExample]]:
+    """``k`` disjoint folds, each category dealt round-robin after a seeded shuffle."""
+    rng = random.Random(seed)
+    by_cat: dict[str, list[LabeledExample]] = {}
+    for ex in examples:
+        by_cat.setdefault(ex.category, []).append(ex)
+    folds: list[list[LabeledExample]] = [[] for _ in range(k)]
+    for cat in sorted(by_cat):
+        items = sorted(by_cat[cat], key=lambda e: e.id)
+        rng.shuffle(items)
+        for i, ex in enumerate(items):
+            folds[i % k].append(ex)
+    return folds
+
+
+@torch.inference_mode()
+def rows_by_choice(
+    model: TaxonomyNet,
+    examples: list[LabeledExample],
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    taus: tuple[float, ...],
+    flip: bool,
+    device: torch.device,
+) -> dict[str, dict[str, dict[str, str]]]:
+    """choice -> id -> predicted values, for the checkpoint's own taus and each constant tau; the
+    backbone runs once (twice with the mirror image)."""
+    model.eval().to(device)
+    cats = encode_labels(examples, model.taxonomy).categories.to(device)  # (N,)
+    feats = []
+    for start in range(0, images.shape[0], 128):
+        x = to_model_input(images[start : start + 128].to(device), preprocess)  # (b, 3, S, S)
+        feats.append([model.backbone(x)] + ([model.backbone(x.flip(3))] if flip else []))  # (b, C) each
+    views = [torch.cat([f[i] for f in feats]) for i in range(len(feats[0]))]  # (N, C) each
+    own = model.heads.head_logit_adjustment.clone()  # (H,) what the run chose
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for choice in (IN_RUN, *taus):
+        if choice == IN_RUN:
+            model.heads.head_logit_adjustment.copy_(own)
+        else:
+            model.heads.head_logit_adjustment.fill_(float(choice))
+        probs = to_probabilities(model.heads(views[0], cats))
+        for f in views[1:]:
+            probs = average(probs, to_probabilities(model.heads(f, cats)))
+        rows = top_values(probs, model.taxonomy, len(examples))
+        out[str(choice)] = {e.id: r for e, r in zip(examples, rows)}
+    model.heads.head_logit_adjustment.copy_(own)
+    return out
+
+
+def run_fold(
+    i: int,
+    train: list[LabeledExample],
+    test: list[LabeledExample],
+    taxonomy: Taxonomy,
+    out: Path,
+    model_config,
+    config,
+    device: torch.device,
+    flip: bool,
+    trunk,
+) -> dict:
+    fold_dir = out / f"fold{i}"
+    done = fold_dir / "fold.json"
+    if done.is_file():
+        logging.info("fold %d already done: %s", i, done)
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    # The fold is passed as the held-out set: the run never sees it (its early stopping and tau
+    # choice use a slice of ``train``), and train_full scores the checkpoint on it.
+    result = train_full(
+        train,
+        taxonomy=taxonomy,
+        out_dir=fold_dir,
+        config=config,
+        model_config=model_config,
+        device=device,
+        val_examples=test,
+        resume=True,
+        trunk=trunk,
+        progress=lambda f, m: logging.info("fold %d %3.0f%% %s", i, 100 * f, m),
+    )
+    minutes = (time.perf_counter() - t0) / 60
+    ckpt = load_checkpoint(result.checkpoint_path)
+    model = ckpt.build_model("cpu")
+    last = torch.load(fold_dir / "last.pt", map_location="cpu", weights_only=True)
+    test_set = load_images(test, ckpt.preprocess)
+    preds = rows_by_choice(model, test_set.examples, test_set.images, ckpt.preprocess, TAUS, flip, device)
+    record = {
+        "fold": i,
+        "train_examples": len(train),
+        "test_examples": len(test_set.examples),
+        "minutes": round(minutes, 2),
+        "best_epoch": ckpt.metrics.get("epoch"),
+        "curve": [round(h["val_score"], 4) for h in last["history"]],  # on the early-stopping slice
+        "chosen_taus": ckpt.metrics.get("logit_adjustment"),
+        "score_by_choice": {c: round(score(test_set.examples, p, taxonomy).score, 4) for c, p in preds.items()},
+        "predictions": preds,
+    }
+    done.write_text(json.dumps(record) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=MYNTRA, help="a competition-layout folder (train.csv, images/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the folds; a rerun with the same folder continues (default: a temp dir)",
+    )
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--weights", default="none", help="none (from scratch) or a ResNet weights file")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--crop", choices=CROPS, default=None, help="how a photo becomes square (default: pad)")
+    parser.add_argument("--val-fraction", type=float, default=None, help="early-stopping slice (0: none)")
+    parser.add_argument("--tau", type=float, default=None, help="the configured tau (the fallback)")
+    parser.add_argument(
+        "--tau-min-labels", type=int, default=None, help="fewer labelled slice rows keep the configured tau"
+    )
+    parser.add_argument("--flip", action="store_true", help="score with mirror averaging (the app serves without)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--progressive-size",
+        type=int,
+        default=None,
+        help="photo side of the first --progressive-fraction of the epochs (0: off)",
+    )
+    parser.add_argument("--progressive-fraction", type=float, default=None)
+    add_common_args(parser, "2 folds of 80 photos, 1 epoch at 64 px")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not ready(args, args.data):
+        return 2
+    if args.folds < 2:
+        parser.error("--folds must be at least 2")
+    device = pick_device()
+    taxonomy = taxonomy_of(args.data)
+    examples, _ = read_dataset(args.data, taxonomy)
+    plan = plan_run(device.type, weights=args.weights)
+    model_config, config = plan.model_config, replace(plan.config, seed=args.seed)
+    k = args.folds
+    if args.smoke:
+        examples, k = examples[:160], 2
+        model_config = replace(model_config, image_size=64)
+        config = replace(config, epochs=1, tau_min_labels=5)
+    model_over = {"image_size": args.image_size, "crop": args.crop}
+    model_config = replace(model_config, **{key: v for key, v in model_over.items() if v is not None})
+    train_over = {
+        "epochs": args.epochs,
+        "val_fraction": args.val_fraction,
+        "logit_adjustment": args.tau,
+        "tau_min_labels": args.tau_min_labels,
+        "progressive_size": args.progressive_size,
+        "progressive_fraction": args.progressive_fraction,
+    }
+    config = replace(config, **{key: v for key, v in train_over.items() if v is not None})
+    args.out = args.out or Path(tempfile.mkdtemp(prefix="cv-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "data": str(args.data.resolve()),
+        "folds": k,
+        "seed": args.seed,
+        "flip": args.flip,
+        "smoke": args.smoke,
+        "model": model_config.to_dict(),
+        "train": config.to_dict(),
+        "backbone_source": plan.backbone_source,
+    }
+    settings_path = args.out / "settings.json"
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
+        parser.error(f"{args.out} holds folds of other settings ({settings_path}); pass another --out")
+    settings_path.write_text(json.dumps(settings, indent=1) + "\n")
+    folds = folds_of(examples, k, args.seed)
+    records = []
+    for i in range(k):
+        train = [e for j, f in enumerate(folds) if j != i for e in f]
+        records.append(
+            run_fold(i, train, folds[i], taxonomy, args.out, model_config, config, device, args.flip, plan.trunk)
+        )
+    choices = [IN_RUN, *map(str, TAUS)]
+    predicted = {i for r in records for i in r["predictions"][IN_RUN]}  # photos that could be read
+    scored = [e for f in folds for e in f if e.id in predicted]
+    pooled, per_attribute = {}, {}
+    for choice in choices:
+        preds = {i: row for r in records for i, row in r["predictions"][choice].items()}
+        report = score(scored, preds, taxonomy)
+        pooled[choice] = round(report.score, 4)
+        per_attribute[choice] = per_attribute_mean(report)
+    constants = [c for c in choices if c != IN_RUN]
+    best = max(constants, key=lambda t: (pooled[t], -abs(float(t))))
+    summary = {
+        "data": str(args.data),
+        "device": device_name(device),
+        "backbone_source": plan.backbone_source,
+        "recipe": config.recipe,
+        "folds": k,
+        "photos_scored": len(scored),
+        "epochs": config.epochs,
+        "val_fraction": config.val_fraction,
+        "image_size": model_config.image_size,
+        "crop": model_config.crop,
+        "flip": args.flip,
+        "progressive": [config.progressive_size, config.progressive_fraction] if config.progressive_size else None,
+        "minutes_per_fold": [r["minutes"] for r in records],
+        "best_epoch_per_fold": [r["best_epoch"] for r in records],
+        "out_of_fold_score": pooled,
+        "best_constant_tau": float(best),
+        "per_fold_score": {c: [r["score_by_choice"][c] for r in records] for c in choices},
+        "per_attribute": per_attribute,
+        "chosen_taus_per_fold": [r["chosen_taus"] for r in records],
+    }
+    emit(summary, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
