@@ -226,5 +226,9 @@ def finetune_config(config: TrainConfig) -> TrainConfig:
         epochs=max(6, round(config.epochs * FINETUNE_EPOCH_SHARE)),
         lr=config.lr * FINETUNE_LR_SHARE,
         progressive_size=0,
-        patience=max(3, round(config.patience * FINETUNE_EPOCH_SHARE)),
+        # The whole schedule runs: under one-cycle the learning rate comes down only at its end,
+        # and an early stop in the middle kept a perturbed, unannealed model (measured on
+        # myntra-dev: stopped after 4 of 11 epochs, 0.512 on val.csv against its base's 0.531).
+        # The best epoch is still the one the early-stopping slice prefers.
+        patience=max(config.patience, round(config.epochs * FINETUNE_EPOCH_SHARE)) + 1,
     )

@@ -49,6 +49,7 @@ def test_fine_tuning_keeps_the_base_model_and_records_where_it_started(trained, 
 def test_the_fine_tuning_schedule_is_shorter_and_gentler():
     tuned = finetune_config(replace(TINY_TRAIN, epochs=38, progressive_size=80, lr=1e-3))
     assert tuned.epochs == 11 and tuned.lr == pytest.approx(3e-4) and tuned.progressive_size == 0
+    assert tuned.patience > tuned.epochs  # no early stop before the schedule has annealed
 
 
 def test_fine_tuning_a_model_of_another_taxonomy_is_refused(trained, tmp_path):
