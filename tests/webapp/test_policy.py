@@ -79,7 +79,8 @@ def test_a_full_retrain_comes_when_the_labelled_set_has_grown_or_heads_runs_stal
         version = db.active_version(session)
         version.metrics = {**version.metrics, "backbone_products": 10, "backbone_source": "random"}
     grown = state(app)  # 12 labelled products against a backbone trained on 10
-    assert grown.kind == "full" and "grew 1.20x" in grown.reason
+    assert grown.kind == "full" and grown.fresh and "grew 1.20x" in grown.reason
+    assert "full training from scratch" in grown.describe()
     with app.ctx.sessions.begin() as session:
         version = db.active_version(session)
         version.metrics = {**version.metrics, "backbone_products": 11}
