@@ -125,6 +125,7 @@ class ModelManager:
             try:
                 loaded = self.load_version(version)
             except ModelError as exc:
+                self._refused = version.id  # follow_database tries it again only once reactivated
                 log.error("the active model cannot be used: %s", exc)
                 return None
         with self._swap:

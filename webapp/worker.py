@@ -145,26 +145,14 @@ class Worker:
                 time.sleep(poll_s)
 
     def watch_parent(self, parent_pid: int) -> None:
-        """Exit when the process ``parent_pid`` (the web process that started this one) is gone,
-        ending the run in progress as interrupted."""
+        """Exit as soon as the process ``parent_pid`` (the web process that started this one) is
+        gone. The run in progress is left to the stale check of the next start, which sees that
+        this process is gone too: one path for a stop, a kill and a crash alike."""
 
         def loop() -> None:
             while os.getppid() == parent_pid:
                 time.sleep(PARENT_POLL_S)
             log.warning("worker %s: the web process %s stopped; stopping too", self.name, parent_pid)
-            run_id = self.current
-            if run_id is not None:
-                log.warning("training run %s was interrupted by the last shutdown", run_id)
-                try:
-                    with self.models.sessions.begin() as session:
-                        db.finish_run(
-                            session,
-                            run_id,
-                            status="interrupted",
-                            message="interrupted by the last shutdown: the app stopped while this run was in progress",
-                        )
-                except Exception:  # the next start's stale check ends it instead
-                    log.exception("could not mark training run %s interrupted", run_id)
             os._exit(0)  # the training thread cannot be stopped in the middle of a step
 
         threading.Thread(target=loop, name="watch-parent", daemon=True).start()
