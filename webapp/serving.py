@@ -68,6 +68,7 @@ class ModelManager:
         self.cache_dir = Path(cache_dir)
         self._loaded: Loaded | None = None
         self._swap = threading.Lock()
+        self._following = threading.Lock()  # held while a version activated elsewhere loads
         self._thread: threading.Thread | None = None
         self._rescorer: threading.Thread | None = None
         self._refused: str | None = None  # an active version of the database that failed to load
@@ -135,21 +136,32 @@ class ModelManager:
 
     def follow_database(self) -> bool:
         """Serve the version the database says is active, if another process activated another one
-        (a second web replica, a worker, ``register-model``); returns whether it changed."""
+        (a second web replica, a worker, ``register-model``); returns whether it changed.
+
+        Cheap when nothing changed (one indexed read), so every suggestion calls it: once a
+        worker's run says it succeeded, the next suggestion comes from its version."""
         with self.sessions.begin() as session:
             version = db.active_version(session)
-            if version is None or (self._loaded is not None and self._loaded.version_id == version.id):
+            active_id = version.id if version is not None else None
+        if active_id is None or active_id == self._refused:
+            return False  # a refused version was logged once already; a later activation is tried afresh
+        if self._loaded is not None and self._loaded.version_id == active_id:
+            return False
+        with self._following:  # one load for many suggestions that noticed the change at once
+            if self._loaded is not None and self._loaded.version_id == active_id:
                 return False
-            if version.id == self._refused:
-                return False  # logged once already; a later activation is tried afresh
-            try:
-                loaded = self.load_version(version)
-            except ModelError as exc:
-                self._refused = version.id
-                log.error("the version activated elsewhere cannot be used here: %s", exc)
-                return False
-        with self._swap:
-            self._loaded = loaded
+            with self.sessions.begin() as session:
+                version = db.active_version(session)
+                if version is None or version.id == self._refused:
+                    return False
+                try:
+                    loaded = self.load_version(version)
+                except ModelError as exc:
+                    self._refused = version.id
+                    log.error("the version activated elsewhere cannot be used here: %s", exc)
+                    return False
+            with self._swap:
+                self._loaded = loaded
         log.info("model %s activated by another process: serving it", loaded.version_id)
         return True
 
@@ -188,6 +200,7 @@ class ModelManager:
         self, images: list[Image.Image], categories: list[str | None]
     ) -> tuple[str, list[ProductPrediction]] | None:
         """Predictions of the active model with its version id, or None when there is none."""
+        self.follow_database()
         loaded = self._loaded
         if loaded is None:
             return None
