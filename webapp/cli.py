@@ -312,7 +312,7 @@ def register_model_command(args: argparse.Namespace) -> int:
     print(f"registered version {verdict.version_id}: {verdict.message}")
     if verdict.activated:
         print(
-            "it is the active version: an app already running picks it up when restarted; "
+            "it is the active version: an app running on this database serves it from its next suggestion; "
             "'python app.py score --missing' suggests with it for every product"
         )
     return 0
