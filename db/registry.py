@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,7 @@ def update_run(
         run.progress = float(progress)
     if message is not None:
         run.message = message
+    run.heartbeat_at = utcnow()  # a run that reports progress is alive
     session.flush()
     return run
 
@@ -241,13 +244,69 @@ def run_is_active(session: Session, run_id: int) -> bool:
     return get_run(session, run_id).status in RUN_ACTIVE_STATUSES
 
 
-def mark_interrupted_runs(session: Session) -> int:
-    """Mark queued and running runs as interrupted (call on start: no run survives a restart)."""
-    runs = list(session.scalars(select(TrainingRun).where(TrainingRun.status.in_(RUN_ACTIVE_STATUSES))))
+def claim_run(session: Session, worker: str) -> TrainingRun | None:
+    """Take the oldest queued run for ``worker`` (it becomes running, held by ``worker``), or None.
+
+    Atomic, so two workers never take the same run: on PostgreSQL the chosen row is locked and
+    every other worker skips it (``FOR UPDATE SKIP LOCKED``); on SQLite the choice and the claim
+    are one conditional ``UPDATE``, which only one writer at a time can make."""
+    oldest = select(TrainingRun.id).where(TrainingRun.status == "queued").order_by(TrainingRun.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
     now = utcnow()
-    for run in runs:
-        run.status = "interrupted"
-        run.finished_at = now
-        run.message = "interrupted: the app stopped while this run was in progress"
-    session.flush()
-    return len(runs)
+    claimed = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == oldest.scalar_subquery(), TrainingRun.status == "queued")
+        .values(status="running", worker=worker, started_at=now, heartbeat_at=now, message=f"running on {worker}")
+        .returning(TrainingRun.id)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if claimed is None:
+        return None
+    return session.get(TrainingRun, claimed, populate_existing=True)
+
+
+def heartbeat_run(session: Session, run_id: int, worker: str) -> bool:
+    """Say that ``worker`` is still running ``run_id``; False once the run is no longer its own
+    (cancelled, or marked interrupted by a stale check)."""
+    beat = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.status == "running", TrainingRun.worker == worker)
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(beat, "rowcount", 0) == 1)
+
+
+def interrupt_dead_runs(session: Session, *, stale_after_s: float, gone: Callable[[str], bool]) -> list[int]:
+    """Mark as interrupted every running run whose worker died: no heartbeat for ``stale_after_s``
+    seconds, or ``gone(worker)`` (for example a process of this host that no longer exists).
+
+    Each run is ended by a conditional ``UPDATE`` on the heartbeat that was read, so a worker that
+    beats in between keeps its run. Queued runs stay queued for the next worker."""
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+    interrupted = []
+    for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")).all():
+        beat = run.heartbeat_at or run.started_at or run.created_at
+        dead = beat < cutoff or (run.worker is not None and gone(run.worker))
+        if not dead:
+            continue
+        who = f"its worker {run.worker}" if run.worker else "its worker"
+        ended = session.execute(
+            update(TrainingRun)
+            .where(
+                TrainingRun.id == run.id,
+                TrainingRun.status == "running",
+                TrainingRun.heartbeat_at.is_(None) if run.heartbeat_at is None else TrainingRun.heartbeat_at == beat,
+            )
+            .values(
+                status="interrupted",
+                finished_at=utcnow(),
+                message=f"interrupted: {who} stopped while this run was in progress; start a new run to retry",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(ended, "rowcount", 0) == 1:
+            interrupted.append(run.id)
+    session.expire_all()
+    return interrupted

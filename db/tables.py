@@ -221,6 +221,7 @@ class TrainingRun(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     trigger: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[str | None] = mapped_column(String(128))  # who claimed it: "host:pid"
     error: Mapped[str | None] = mapped_column(Text)
     result_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

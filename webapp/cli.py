@@ -1,4 +1,4 @@
-"""``python app.py [serve|create-user|import|taxonomy|export-labels|export-predictions|register-model|score|...]``;
+"""``python app.py [serve|worker|create-user|import|taxonomy|export-labels|register-model|score|...]``;
 ``python app.py --help`` lists them all."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import argparse
 import contextlib
 import getpass
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ from taxonomy import FormatError, TaxonomyError, save_taxonomy, taxonomy_from_fo
 
 from . import backup, gate, scoring
 from . import settings as settings_mod
+from . import worker as worker_mod
 from .adoption import ADOPT_FLAG, adopt_dataset_taxonomy, adopted_summary, mismatch_advice
 from .auth import ExpiringTokens, ensure_initial_admin, load_users_file, make_authenticator
 from .context import AppContext, open_context
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     import gradio as gr
 
 log = logging.getLogger(__name__)
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
 
 
 def _positive(text: str) -> int:
@@ -50,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-auth", action="store_true", help="no login: everyone is the admin (refused unless listening on loopback)"
     )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="start no training worker beside the app: runs wait for a 'python app.py worker' on the same database",
+    )
+    work = sub.add_parser("worker", help="run the queued training runs, one at a time (serve starts one by itself)")
+    settings_mod.add_arguments(work)
+    work.add_argument("--once", action="store_true", help="run at most one queued run, then exit")
+    work.add_argument(
+        "--poll-seconds", type=float, default=worker_mod.POLL_S, help="how often to look for a queued run when idle"
+    )
+    work.add_argument(
+        "--threads", type=_positive, default=None, help="threads of training (default: every core but one)"
+    )
+    work.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # serve's embedded worker
     user = sub.add_parser("create-user", help="create a user, or set the password of an existing one")
     settings_mod.add_arguments(user)
     user.add_argument("name")
@@ -170,6 +190,21 @@ def launch(ctx: AppContext, *, no_auth: bool = False) -> gr.Blocks:
     return demo
 
 
+def spawn_worker(settings: settings_mod.Settings) -> subprocess.Popen:
+    """Start the embedded worker of ``serve``: ``python app.py worker`` on the same data, as a child
+    process that exits when this one does; its log goes where the server's does."""
+    command = [sys.executable, str(APP), "worker", "--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        command += ["--database-url", settings.database_url]
+    if settings.model_dir is not None:
+        command += ["--model-dir", str(settings.model_dir)]
+    if settings.taxonomy_file is not None:
+        command += ["--taxonomy-file", str(settings.taxonomy_file)]
+    child = subprocess.Popen([*command, "--parent-pid", str(os.getpid())])
+    log.info("started the embedded training worker (pid %s)", child.pid)
+    return child
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = settings_mod.from_args(args)
     if args.no_auth and not settings.is_loopback:
@@ -185,10 +220,25 @@ def serve(args: argparse.Namespace) -> int:
     created = ensure_initial_admin(ctx)  # only when there is still no admin
     if created:
         print(f"Created the first user 'admin'; its password is in {created} (readable by you only).")
-    demo = launch(ctx, no_auth=args.no_auth)
-    ctx.policy.start()
-    ctx.models.start_following(settings.model_poll_seconds)
-    demo.block_thread()
+    # Started after open_context, which upgraded the schema and ended the runs of dead workers.
+    child = None if args.no_worker else spawn_worker(settings)
+    try:
+        demo = launch(ctx, no_auth=args.no_auth)
+        ctx.policy.start()  # it only queues runs, here where the saves that nudge it happen
+        ctx.models.start_following(settings.model_poll_seconds)
+        demo.block_thread()
+    finally:
+        if child is not None:
+            child.terminate()  # a kill of this process leaves it to notice by itself (watch_parent)
+    return 0
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    ctx = open_context(settings_mod.from_args(args))  # loads the active version: the base of a run
+    worker = worker_mod.Worker(ctx.models, threads=args.threads)
+    if args.parent_pid is not None:
+        worker.watch_parent(args.parent_pid)
+    worker.serve(poll_s=args.poll_seconds, once=args.once)
     return 0
 
 
@@ -262,7 +312,7 @@ def register_model_command(args: argparse.Namespace) -> int:
     print(f"registered version {verdict.version_id}: {verdict.message}")
     if verdict.activated:
         print(
-            "it is the active version: an app already running picks it up when restarted; "
+            "it is the active version: an app running on this database serves it from its next suggestion; "
             "'python app.py score --missing' suggests with it for every product"
         )
     return 0
@@ -319,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {
         "serve": serve,
+        "worker": worker_command,
         "create-user": create_user,
         "import": import_command,
         "taxonomy": taxonomy_command,

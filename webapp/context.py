@@ -26,6 +26,7 @@ from taxonomy import Taxonomy, TaxonomyError, default_taxonomy, load_taxonomy
 from .policy import PolicyRunner
 from .serving import ModelManager
 from .settings import Settings
+from .worker import recover_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ def resolve_taxonomy(settings: Settings, session: Session) -> Taxonomy:
 def open_context(settings: Settings, *, load_model: bool = True, recover_runs: bool = True) -> AppContext:
     """Open the database (upgrading its schema), the media store and the active model.
 
-    ``recover_runs``: mark runs left queued or running as interrupted; False for a command that
-    may run beside a serving app (its run is not over)."""
+    ``recover_runs``: mark as interrupted the runs whose worker died (``worker.recover_dead_runs``:
+    a run a live worker is doing is left alone). The manager only queues runs: a worker takes them."""
     if settings.taxonomy_file is not None:
         load_taxonomy(settings.taxonomy_file)  # a bad file is refused before the data directory is made
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -86,9 +87,9 @@ def open_context(settings: Settings, *, load_model: bool = True, recover_runs: b
     sessions = db.make_session_factory(engine)
     with sessions.begin() as session:
         taxonomy = resolve_taxonomy(settings, session)
-        interrupted = db.mark_interrupted_runs(session) if recover_runs else 0
+    interrupted = recover_dead_runs(sessions) if recover_runs else []
     if interrupted:
-        log.warning("%d training run(s) were interrupted by the last shutdown", interrupted)
+        log.warning("%d training run(s) were interrupted by the last shutdown", len(interrupted))
     media = db.MediaStore(settings.media_dir)
     models = ModelManager(
         taxonomy=taxonomy,
@@ -96,6 +97,7 @@ def open_context(settings: Settings, *, load_model: bool = True, recover_runs: b
         media=media,
         models_dir=settings.models_dir,
         cache_dir=settings.cache_dir,
+        train_here=False,
     )
     if load_model:
         models.load_active()

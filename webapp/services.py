@@ -767,6 +767,8 @@ def training_runs(ctx: AppContext, viewer: Viewer, limit: int = 10) -> list[dict
 
 
 def model_status(ctx: AppContext) -> dict:
+    # A worker may have activated a version since the last poll: whoever asks sees it at once.
+    ctx.models.follow_database()
     active = ctx.models.active
     if active is None:
         return {"active": None, "training": ctx.models.training}

@@ -9,8 +9,6 @@ without a restart.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from taxonomy import LabeledExample, ProductPrediction, Taxonomy
 
 from . import gate, scoring
 from .gate import RunCancelled
+from .worker import Worker, recover_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,11 @@ class ModelManager:
         media: db.MediaStore,
         models_dir: Path,
         cache_dir: Path,
+        train_here: bool = True,
     ) -> None:
+        """``train_here``: run queued runs in a thread of this process (in-process tests and
+        tools); False in the web server, whose runs a ``python app.py worker`` process takes."""
+        self.train_here = train_here
         self.taxonomy = taxonomy
         self.sessions = sessions
         self.media = media
@@ -65,7 +68,7 @@ class ModelManager:
         self.cache_dir = Path(cache_dir)
         self._loaded: Loaded | None = None
         self._swap = threading.Lock()
-        self._training = threading.Lock()  # held by the one training thread
+        self._following = threading.Lock()  # held while a version activated elsewhere loads
         self._thread: threading.Thread | None = None
         self._rescorer: threading.Thread | None = None
         self._refused: str | None = None  # an active version of the database that failed to load
@@ -74,6 +77,10 @@ class ModelManager:
         """Use ``taxonomy`` from now on; an active model trained for another one stops serving."""
         if self.training:
             raise ModelError("a training run is going; wait for it to finish before changing the taxonomy")
+        self.follow_taxonomy(taxonomy)
+
+    def follow_taxonomy(self, taxonomy: Taxonomy) -> None:
+        """Use ``taxonomy``, which another process stored in the database (a worker between runs)."""
         with self._swap:
             self.taxonomy = taxonomy
             if self._loaded is not None and self._loaded.predictor.taxonomy_fingerprint != taxonomy.fingerprint:
@@ -119,6 +126,7 @@ class ModelManager:
             try:
                 loaded = self.load_version(version)
             except ModelError as exc:
+                self._refused = version.id  # follow_database tries it again only once reactivated
                 log.error("the active model cannot be used: %s", exc)
                 return None
         with self._swap:
@@ -128,32 +136,45 @@ class ModelManager:
 
     def follow_database(self) -> bool:
         """Serve the version the database says is active, if another process activated another one
-        (a second web replica, a worker, ``register-model``); returns whether it changed."""
+        (a second web replica, a worker, ``register-model``); returns whether it changed.
+
+        Cheap when nothing changed (one indexed read), so every suggestion calls it: once a
+        worker's run says it succeeded, the next suggestion comes from its version."""
         with self.sessions.begin() as session:
             version = db.active_version(session)
-            if version is None or (self._loaded is not None and self._loaded.version_id == version.id):
+            active_id = version.id if version is not None else None
+        if active_id is None or active_id == self._refused:
+            return False  # a refused version was logged once already; a later activation is tried afresh
+        if self._loaded is not None and self._loaded.version_id == active_id:
+            return False
+        with self._following:  # one load for many suggestions that noticed the change at once
+            if self._loaded is not None and self._loaded.version_id == active_id:
                 return False
-            if version.id == self._refused:
-                return False  # logged once already; a later activation is tried afresh
-            try:
-                loaded = self.load_version(version)
-            except ModelError as exc:
-                self._refused = version.id
-                log.error("the version activated elsewhere cannot be used here: %s", exc)
-                return False
-        with self._swap:
-            self._loaded = loaded
+            with self.sessions.begin() as session:
+                version = db.active_version(session)
+                if version is None or version.id == self._refused:
+                    return False
+                try:
+                    loaded = self.load_version(version)
+                except ModelError as exc:
+                    self._refused = version.id
+                    log.error("the version activated elsewhere cannot be used here: %s", exc)
+                    return False
+            with self._swap:
+                self._loaded = loaded
         log.info("model %s activated by another process: serving it", loaded.version_id)
         return True
 
     def start_following(self, poll_seconds: float) -> None:
-        """Check the database's active version every ``poll_seconds`` in a background thread."""
+        """Check the database's active version, and for runs whose worker died, every
+        ``poll_seconds`` in a background thread."""
 
         def loop() -> None:
             while True:
                 time.sleep(poll_seconds)
                 try:
                     self.follow_database()
+                    recover_dead_runs(self.sessions)  # a dead worker's run: interrupted, the buttons free again
                 except Exception:  # a database hiccup: try again at the next poll
                     log.exception("could not read the active version")
 
@@ -179,6 +200,7 @@ class ModelManager:
         self, images: list[Image.Image], categories: list[str | None]
     ) -> tuple[str, list[ProductPrediction]] | None:
         """Predictions of the active model with its version id, or None when there is none."""
+        self.follow_database()
         loaded = self._loaded
         if loaded is None:
             return None
@@ -188,7 +210,9 @@ class ModelManager:
 
     @property
     def training(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether a run is queued or running, in any process on this database."""
+        with self.sessions.begin() as session:
+            return db.running_run(session) is not None
 
     def start_training(
         self,
@@ -197,39 +221,35 @@ class ModelManager:
         *,
         trigger: str = "admin",
         fresh: bool = False,
-        on_done: Callable[[], None] | None = None,
     ) -> int:
-        """Queue a run and start it in a background thread; one run at a time.
+        """Queue a run (one at a time); a worker runs it, or a thread of this process when the
+        manager trains here (``train_here``).
 
         A full run fine-tunes the active version when there is one, unless ``fresh`` (from the
         configured trunk: ImageNet weights, a weights file or random initialisation)."""
         if kind not in KINDS:
             raise ValueError(f"unknown training kind {kind!r}; choose one of {', '.join(KINDS)}")
-        if not self._training.acquire(blocking=False):
-            raise db.RunInProgressError("a training run is already going; wait for it to finish")
         warm = kind == "full" and not fresh and self._loaded is not None
-        params = {"kind": kind, "init": self._loaded.version_id if warm and self._loaded is not None else None}
-        try:
-            with self.sessions.begin() as session:
-                run = db.create_run(session, kind=kind, params=params, created_by=user, trigger=trigger)
-                run_id = run.id
-        except BaseException:
-            self._training.release()
-            raise
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(run_id, kind, user.id, trigger, warm, on_done),
-            name=f"training-run-{run_id}",
-            daemon=True,
-        )
-        self._thread.start()
+        params = {
+            "kind": kind,
+            "fresh": bool(fresh),
+            "init": self._loaded.version_id if warm and self._loaded is not None else None,
+        }
+        with self.sessions.begin() as session:
+            run_id = db.create_run(session, kind=kind, params=params, created_by=user, trigger=trigger).id
+        if self.train_here:
+            self._thread = threading.Thread(target=Worker(self).run_next, name=f"training-run-{run_id}", daemon=True)
+            self._thread.start()
         return run_id
 
     def wait(self, timeout: float | None = None) -> None:
+        """Wait for this process's training thread (``train_here``) and its re-scoring."""
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _progress(self, run_id: int) -> Callable[[float, str], None]:
+    def progress_reporter(self, run_id: int) -> Callable[[float, str], None]:
+        """Record a run's progress (at most every PROGRESS_EVERY_S, which also beats its
+        heartbeat); raises RunCancelled once the run was ended by someone else."""
         last = [0.0]
 
         def report(fraction: float, message: str) -> None:
@@ -238,14 +258,14 @@ class ModelManager:
                 return
             last[0] = now
             with self.sessions.begin() as session:
-                if not db.run_is_active(session, run_id):  # cancelled by an admin
+                if not db.run_is_active(session, run_id):  # cancelled by an admin, or given up as dead
                     raise RunCancelled(f"training run {run_id} was cancelled")
                 db.update_run(session, run_id, progress=min(max(fraction, 0.0), 1.0), message=message)
 
         return report
 
     def cancel(self, run_id: int, by: db.User | None = None) -> None:
-        """End a queued or running run as cancelled; its thread stops at its next progress report
+        """End a queued or running run as cancelled; its worker stops at its next progress report
         and registers nothing. Refused once the run has registered its version."""
         with self.sessions.begin() as session:
             run = db.get_run(session, run_id)
@@ -256,44 +276,6 @@ class ModelManager:
                 )
             db.cancel_run(session, run_id, by)
         log.info("training run %s cancelled", run_id)
-
-    def _run(
-        self,
-        run_id: int,
-        kind: str,
-        user_id: int,
-        trigger: str,
-        warm: bool,
-        on_done: Callable[[], None] | None,
-    ) -> None:
-        out_dir = self.models_dir / f"run-{run_id:05d}"
-        try:
-            with self.sessions.begin() as session:
-                if not db.run_is_active(session, run_id):  # cancelled before it started
-                    raise RunCancelled(f"training run {run_id} was cancelled")
-                db.start_run(session, run_id)
-            # This thread's intra-op threads only (OpenMP counts are per thread): one core stays
-            # free for the suggestions that sellers wait for while the run goes on.
-            with trainer.intra_op_threads(max(1, (os.cpu_count() or 1) - 1)):
-                status, message, version_id = self._train_and_gate(run_id, kind, user_id, trigger, warm, out_dir)
-            with self.sessions.begin() as session:
-                db.finish_run(session, run_id, status=status, message=message, result_version_id=version_id)
-        except RunCancelled:
-            log.info("training run %s stopped: cancelled", run_id)
-            shutil.rmtree(out_dir, ignore_errors=True)  # nothing was registered from it
-        except Exception as exc:  # a failed run must say why and leave the active model in place
-            log.exception("training run %s failed", run_id)
-            try:
-                with self.sessions.begin() as session:
-                    db.finish_run(
-                        session, run_id, status="failed", message="failed", error=f"{type(exc).__name__}: {exc}"
-                    )
-            except db.RegistryError:  # cancelled meanwhile: it stays cancelled
-                log.warning("training run %s had already ended when it failed", run_id)
-        finally:
-            self._training.release()
-            if on_done is not None:
-                on_done()
 
     def _examples(self, user_id: int) -> tuple[list[LabeledExample], int]:
         """Every product with a photo and at least one current label, as the admin sees them,
@@ -309,15 +291,17 @@ class ModelManager:
             )
         return labelled, watermark
 
-    def _train_and_gate(
+    def train_and_gate(
         self, run_id: int, kind: str, user_id: int, trigger: str, warm: bool, out_dir: Path
     ) -> tuple[str, str, str | None]:
+        """Train a candidate on every labelled product and let the gate judge it against the active
+        version (which it activates if it passes); returns the run's status, message and version."""
         examples, watermark = self._examples(user_id)
         active = self._loaded
         # The base is the model that is serving, its file checked against its record.
         base = gate.active_base(self)
         active_path = base.path if base is not None else None
-        progress = self._progress(run_id)
+        progress = self.progress_reporter(run_id)
         # Each run writes into a folder of its own, so no version's file is ever overwritten.
         out_dir.mkdir(parents=True, exist_ok=True)
         if kind == "heads":
@@ -353,14 +337,7 @@ class ModelManager:
             parent_id=base.version_id if base is not None else None,
         )
         verdict = gate.judge(self, candidate, examples, base=base, held_out_ids=result.held_out_ids, run_id=run_id)
-        if not verdict.activated:
-            return "rejected", verdict.message, result.version_id
-        queued = self.start_rescore()
-        return (
-            "succeeded",
-            f"{verdict.message}; re-scoring {queued} queued products in the background",
-            result.version_id,
-        )
+        return ("succeeded" if verdict.activated else "rejected"), verdict.message, result.version_id
 
     @staticmethod
     def _lineage(kind: str, active: Loaded | None, labelled: int, result: trainer.TrainResult) -> dict:
@@ -372,6 +349,9 @@ class ModelManager:
                 active.metrics.get("backbone_products") or active.metrics.get("labelled_products") or labelled
             )
         return {"backbone_products": backbone_products, "backbone_source": result.backbone_source}
+
+    def queued_for_rescore(self, limit: int = RESCORE_LIMIT) -> list[tuple[int, int, str, str | None]]:
+        return self._queued(limit)
 
     def _queued(self, limit: int) -> list[tuple[int, int, str, str | None]]:
         """(owner id, product id, photo path, category) of every product waiting for confirmation."""
@@ -401,6 +381,10 @@ class ModelManager:
     def rescore_queue(self, limit: int = RESCORE_LIMIT) -> int:
         """Predict again, with the active model, every product still waiting for confirmation."""
         return self._rescore(self._queued(limit))
+
+    def rescore(self, queued: list[tuple[int, int, str, str | None]]) -> int:
+        """Predict again, with the active model, the products ``queued_for_rescore`` listed."""
+        return self._rescore(queued)
 
     def _rescore(self, queued: list[tuple[int, int, str, str | None]]) -> int:
         # Batched prediction outside any transaction, then one short write transaction per batch,

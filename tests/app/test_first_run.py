@@ -59,6 +59,7 @@ def test_help_lists_the_commands():
     assert result.returncode == 0, result.stderr
     for command in (
         "serve",
+        "worker",
         "create-user",
         "import",
         "taxonomy",

@@ -80,14 +80,27 @@ def test_training_run_lifecycle(session: Session, admin: db.User, tmp_path: Path
         db.finish_run(session, db.create_run(session, kind="full").id, status="running")
 
 
-def test_interrupted_runs_are_marked_on_start(session_factory, admin: db.User) -> None:
+def test_a_queued_run_is_claimed_once_and_a_dead_workers_run_is_interrupted(session_factory, admin: db.User) -> None:
     with session_factory.begin() as s:
-        running = db.create_run(s, kind="heads", created_by=admin)
-        db.start_run(s, running.id)
-    with session_factory.begin() as s:  # the app restarts: whatever was in progress did not survive
-        assert db.mark_interrupted_runs(s) == 1
+        queued = db.create_run(s, kind="heads", created_by=admin).id
+    with session_factory.begin() as s:
+        run = db.claim_run(s, "host-a:11")
+        assert run is not None and (run.id, run.status, run.worker) == (queued, "running", "host-a:11")
+        assert run.started_at is not None and run.heartbeat_at is not None
+    with session_factory.begin() as s:
+        assert db.claim_run(s, "host-b:22") is None  # taken: nothing else is queued
+        assert db.heartbeat_run(s, queued, "host-a:11") and not db.heartbeat_run(s, queued, "host-b:22")
+    with session_factory.begin() as s:  # alive and beating: left alone
+        assert db.interrupt_dead_runs(s, stale_after_s=60, gone=lambda worker: False) == []
+    with session_factory.begin() as s:  # its process is gone: interrupted at once
+        assert db.interrupt_dead_runs(s, stale_after_s=60, gone=lambda worker: worker == "host-a:11") == [queued]
     with session_factory() as s:
-        run = db.get_run(s, running.id)
-        assert run.status == "interrupted" and run.finished_at is not None and "interrupted" in run.message
-        assert db.mark_interrupted_runs(s) == 0
-        assert [r.id for r in db.list_runs(s)] == [running.id]
+        run = db.get_run(s, queued)
+        assert run.status == "interrupted" and run.finished_at is not None and "host-a:11" in run.message
+        assert not db.heartbeat_run(s, queued, "host-a:11")  # the worker learns it lost the run
+    with session_factory.begin() as s:  # silent longer than the timeout: interrupted too
+        again = db.create_run(s, kind="heads", created_by=admin).id
+        assert db.claim_run(s, "host-c:33").id == again
+    with session_factory.begin() as s:
+        assert db.interrupt_dead_runs(s, stale_after_s=0, gone=lambda worker: False) == [again]
+        assert db.running_run(s) is None
