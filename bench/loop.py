@@ -198,7 +198,17 @@ def main() -> int:
     # label event, and the policy counts labelled products), in rounds of equal size, so that
     # each round's last save is the one that starts the policy's run; the remainder joins the
     # first share.
-    labelled = [e for e in rest if any(v is not None for v in e.labels.values())]
+    # One product per photo too: an identical photo uploaded again is the same product (the app
+    # answers "already uploaded"), and a round would then hold one labelled product fewer.
+    from taxonomy import file_sha256
+
+    seen = {file_sha256(e.image_path) for e in first if e.image_path}
+    labelled = []
+    for e in rest:
+        digest = file_sha256(e.image_path)
+        if digest not in seen and any(v is not None for v in e.labels.values()):
+            seen.add(digest)
+            labelled.append(e)
     round_size = len(labelled) // args.rounds
     stream = labelled[: round_size * args.rounds]
     first += [e for e in rest if e not in stream]
