@@ -6,7 +6,9 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -81,3 +83,20 @@ def per_attribute_mean(report) -> dict[str, float]:
     for a in report.per_attribute:
         by_name.setdefault(a.attribute, []).append(a.score)
     return {k: round(sum(v) / len(v), 4) for k, v in by_name.items()}
+
+
+def wait_for_app(process: subprocess.Popen, url: str, log: Path, timeout: float = 180) -> None:
+    """Return once the app at ``url`` answers; RuntimeError with the log's tail when it exits or
+    stays silent for ``timeout`` seconds (the caller stops it)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the app did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")

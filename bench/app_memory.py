@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, device_name, emit, pick_device
+from _common import MYNTRA, ROOT, device_name, emit, pick_device, wait_for_app
 
 from tests.app._data import make_learnable_dataset
 
@@ -70,17 +69,11 @@ class App:
             stdout=self.log.open("a"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url, timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the app did not answer within 180 s:\n{self.log.read_text()[-3000:]}")
+        try:
+            wait_for_app(self.process, self.url, self.log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def client(self, user: str):
         from gradio_client import Client

@@ -38,7 +38,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, percentile
+from _common import MYNTRA, ROOT, percentile, wait_for_app
 
 from taxonomy import LabeledExample, Taxonomy, load_taxonomy
 from trainer import evaluate_checkpoint, read_dataset, train_full
@@ -90,18 +90,11 @@ class App:
             command, cwd=ROOT, env=full_env, stdout=self.log.open("a"), stderr=subprocess.STDOUT
         )
         self.url = f"http://127.0.0.1:{self.port}/"
-        import httpx
-
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url, timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        raise RuntimeError(f"the app did not answer:\n{self.log.read_text()[-3000:]}")
+        try:
+            wait_for_app(self.process, self.url, self.log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def client(self, user: str):
         from gradio_client import Client
