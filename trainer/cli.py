@@ -1,4 +1,4 @@
-"""``python -m trainer train|eval|predict|embed`` on competition-layout folders."""
+"""``python -m trainer train|eval|predict|embed`` on competition-layout folders; ``pretrain`` on a catalogue."""
 
 from __future__ import annotations
 
@@ -25,13 +25,15 @@ from taxonomy import (
     write_submission,
 )
 
+from .catalogue import DEFAULT_MAX_VALUES, DEFAULT_MIN_COUNT
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import CROPS, ModelConfig, TrainConfig, default_train_config, recipe_for
+from .config import CROPS, ModelConfig, TrainConfig, default_model_config, default_train_config, recipe_for
 from .data import DataError, read_dataset
 from .distributed import DistContext, distributed_run
 from .embeddings import embed_examples
 from .pipeline import train_full
 from .predictor import Predictor
+from .pretrain import PretrainConfig, pretrain_catalogue
 from .recipe import plan_run
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
@@ -268,6 +270,58 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    base = default_model_config(device.type, weights="none")  # the trunk a run on this device trains
+    config = PretrainConfig(
+        arch=args.arch or base.arch,
+        image_size=args.image_size or base.image_size,
+        crop=args.crop or base.crop,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        self_supervised=args.self_supervised,
+        seed=args.seed,
+    )
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    result = pretrain_catalogue(
+        args.metadata,
+        args.images,
+        out=args.out,
+        config=config,
+        columns=columns,
+        id_column=args.id_column,
+        min_count=args.min_count,
+        max_values=args.max_values,
+        device=device,
+        resume=args.resume,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    _report_skipped(result.skipped)
+    print(f"trunk weights {result.weights_path} ({result.source}, {result.photos} photos)")
+    print(f"use it: python -m trainer train --data DIR --out DIR --weights {result.weights_path}")
+    return 0
+
+
+def _pretrain_parser(sub: Any) -> None:
+    p = sub.add_parser("pretrain", help="learn the trunk from a folder of photos and a CSV of their metadata")
+    p.add_argument("--images", type=Path, required=True, help="folder of photos named <id>.jpg")
+    p.add_argument("--metadata", type=Path, required=True, help="CSV with an id column and metadata columns")
+    p.add_argument("--columns", default=None, help="a,b,c: the columns to learn (default: the categorical ones)")
+    p.add_argument("--out", type=Path, required=True, help="the weights file to write (and OUT.state.pt beside it)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=None, help="default: the device's (112 px CPU, 224 px GPU)")
+    p.add_argument("--arch", choices=["resnet18", "resnet34", "resnet50"], default=None)
+    p.add_argument("--crop", choices=CROPS, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--self-supervised", action="store_true", help="also learn by predicting each photo's rotation")
+    p.add_argument("--min-count", type=int, default=DEFAULT_MIN_COUNT, help="rarer values become 'other'")
+    p.add_argument("--max-values", type=int, default=DEFAULT_MAX_VALUES, help="values beyond the most common: 'other'")
+    p.add_argument("--id-column", default="id")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue after the last finished epoch of OUT.state.pt")
+    p.set_defaults(func=cmd_pretrain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
@@ -317,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--cache", type=Path, required=True)
         p.set_defaults(func=func)
+    _pretrain_parser(sub)
     return parser
 
 

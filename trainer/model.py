@@ -69,6 +69,15 @@ class Backbone(nn.Module):
                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )
 
+    def trunk_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trunk's weights under torchvision's ResNet names (what ``load_trunk`` reads back)."""
+        names = dict(enumerate(self._trunk_names))
+        out = {}
+        for key, value in self.trunk.state_dict().items():
+            index, _, rest = key.partition(".")
+            out[f"{names[int(index)]}.{rest}"] = value.detach().to("cpu").clone()
+        return out
+
     def freeze(self, names: tuple[str, ...]) -> None:
         """Freeze the named trunk stages: no gradients, and their BatchNorm stays in eval mode.
 

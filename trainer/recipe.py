@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .config import Arch, ModelConfig, Recipe, TrainConfig, default_model_config, default_train_config, recipe_for
-from .weights import Fetch, StateDict, load_trunk_weights
+from .weights import Fetch, StateDict, load_trunk_weights, recorded_trunk
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,16 @@ def plan_run(
     earlier plan's ``trunk`` for the same weights (they are then not loaded again).
     """
     wanted = model_config or default_model_config(device, weights=weights or "imagenet")
-    if model_config is None and arch is not None:
-        wanted = replace(wanted, arch=arch)
+    # A trunk pretrained by ``python -m trainer pretrain`` brings its architecture and photo size.
+    recorded = recorded_trunk(wanted.weights) if model_config is None else {}
+    if model_config is None and (arch or recorded.get("arch")):
+        wanted = replace(wanted, arch=arch or recorded["arch"])
     state, source = trunk if trunk is not None else load_trunk_weights(wanted.arch, wanted.weights, fetch=fetch)
     recipe = recipe_for(source)
     if model_config is None:
         model_config = replace(default_model_config(device, weights=wanted.weights, recipe=recipe), arch=wanted.arch)
+        if recipe == "pretrained" and "image_size" in recorded:  # the size the trunk was trained at
+            model_config = replace(model_config, image_size=int(recorded["image_size"]))
     return RunPlan(
         config=config or default_train_config(device, recipe=recipe),
         model_config=model_config,

@@ -9,6 +9,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,9 +67,26 @@ def load_trunk_weights(arch: str, weights: str, *, fetch: Fetch | None = None) -
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or foreign file
         raise ValueError(f"cannot read weights file {path}: {exc}") from None
+    recorded = None
     if isinstance(state, dict) and "state_dict" in state:
+        recorded = state.get("source")  # a trunk file of ``python -m trainer pretrain`` says where it came from
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"weights file {path} does not hold a state dict")
     logger.info("trunk weights loaded from %s", path)
-    return state, str(path)
+    return state, f"{recorded}; weights file {path}" if isinstance(recorded, str) else str(path)
+
+
+def recorded_trunk(weights: str) -> dict[str, Any]:
+    """What a weights file written by ``python -m trainer pretrain`` records of its trunk
+    (``arch``, ``image_size``), so a run can take them as its defaults; {} for anything else."""
+    path = Path(weights)
+    if weights in ("imagenet", "none") or not path.is_file():
+        return {}
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # load_trunk_weights reads the file again and names what is wrong with it
+        return {}
+    if not isinstance(raw, dict) or not str(raw.get("format", "")).startswith("visual-taxonomy-trunk/"):
+        return {}
+    return {k: raw[k] for k in ("arch", "image_size") if k in raw}
