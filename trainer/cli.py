@@ -32,6 +32,7 @@ from .distributed import DistContext, distributed_run
 from .embeddings import embed_examples
 from .pipeline import train_full
 from .predictor import Predictor
+from .quantize import DEFAULT_CALIBRATION_PHOTOS, calibration_photos, quantize_checkpoint
 from .recipe import plan_run
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
@@ -268,6 +269,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    photos = calibration_photos(args.calibration_dir, limit=args.calibration_photos, seed=args.seed)
+    done = quantize_checkpoint(args.checkpoint, args.out, photos=photos)
+    _report_skipped(done.skipped)
+    print(
+        f"int8 checkpoint {done.path} (version {done.checkpoint.version_id}, from {done.checkpoint.parent_version}), "
+        f"calibrated on {done.calibration_photos} photos"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
@@ -299,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="full mode: continue OUT/last.pt")
     train.set_defaults(func=cmd_train)
+
+    quantize = sub.add_parser("quantize", help="an int8 checkpoint for serving on a CPU, calibrated on photos")
+    quantize.add_argument("checkpoint", type=Path, help="the fp32 checkpoint")
+    quantize.add_argument("--out", type=Path, required=True, help="the int8 checkpoint to write")
+    quantize.add_argument(
+        "--calibration-dir", type=Path, required=True, help="a folder of training photos (e.g. DATA/images)"
+    )
+    quantize.add_argument("--calibration-photos", type=int, default=DEFAULT_CALIBRATION_PHOTOS)
+    quantize.add_argument("--seed", type=int, default=0, help="which photos of the folder calibrate")
+    quantize.set_defaults(func=cmd_quantize)
 
     for name, func, text in (
         ("eval", cmd_eval, "the metric with a per-attribute table"),

@@ -319,7 +319,8 @@ class ModelManager:
                 taxonomy=self.taxonomy,
                 out_dir=out_dir,
                 progress=progress,
-                init_checkpoint=active_path if warm else None,
+                # an int8 version (``trainer.quantize``) serves only: the run trains afresh
+                init_checkpoint=active_path if warm and not _is_int8(active) else None,
             )
         candidate = gate.Candidate(
             version_id=result.version_id,
@@ -405,3 +406,7 @@ class ModelManager:
         except Exception:  # the queue keeps its older suggestions; the form suggests on demand
             log.exception("re-scoring the review queues stopped after %d products", done)
         return done
+
+
+def _is_int8(active: Loaded | None) -> bool:
+    return active is not None and active.predictor.checkpoint.is_int8
