@@ -66,6 +66,8 @@ class ModelManager:
         self.media = media
         self.models_dir = Path(models_dir)
         self.cache_dir = Path(cache_dir)
+        # What trains a full run: in this process, or ``torchrun.Torchrun`` (``worker --train-nproc N``).
+        self.train_full: Callable[..., trainer.TrainResult] = trainer.train_full
         self._loaded: Loaded | None = None
         self._swap = threading.Lock()
         self._following = threading.Lock()  # held while a version activated elsewhere loads
@@ -314,7 +316,7 @@ class ModelManager:
                 progress=progress,
             )
         else:
-            result = trainer.train_full(
+            result = self.train_full(
                 examples,
                 taxonomy=self.taxonomy,
                 out_dir=out_dir,
