@@ -68,6 +68,10 @@ class Torchrun:
             "--standalone",
             "--nproc-per-node",
             str(self.nproc),
+            "--log-dir",  # each rank's stdout and stderr in files of their own (``_error``)
+            str(folder / "ranks"),
+            "--redirects",
+            "3",
             "-m",
             "trainer",
             "train",
@@ -118,8 +122,7 @@ class Torchrun:
             _stop(process)
             raise
         if status != 0:
-            tail = (folder / "stderr.log").read_text("utf-8", errors="replace")[-ERROR_TAIL:].strip()
-            raise TorchrunFailed(f"torchrun exited with status {status}: {tail or '(no output on stderr)'}")
+            raise TorchrunFailed(f"torchrun exited with status {status}: {_error(folder)}")
         return handoff.read_result(folder / "result.json")
 
     def _follow(self, process: subprocess.Popen, progress_file: Path, report: Progress) -> int:
@@ -150,3 +153,20 @@ def _stop(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     log.info("stopped torchrun (pid %s)", process.pid)
+
+
+def _error(folder: Path) -> str:
+    """What the ranks said on stderr (the tail of each, rank order), else torchrun's own tail.
+
+    torchrun's own stderr ends in a summary of which rank failed with which exit code, but not
+    why; the why is in the ranks' stderr (``--redirects 3``)."""
+    said = []
+    for path in sorted((folder / "ranks").glob("**/stderr.log"), key=lambda p: int(p.parent.name)):
+        text = path.read_text("utf-8", errors="replace").strip()
+        if text:
+            said.append((path.parent.name, text))
+    if not said:
+        tail = (folder / "stderr.log").read_text("utf-8", errors="replace")[-ERROR_TAIL:].strip()
+        return tail or "(no output on stderr)"
+    share = ERROR_TAIL // len(said)
+    return "\n".join(f"rank {rank}: {text[-share:]}" for rank, text in said)
