@@ -19,6 +19,7 @@ import torch
 from taxonomy import Taxonomy, TaxonomyError, file_sha256
 
 from .config import ModelConfig
+from .int8 import SCHEME, restore_backbone
 from .model import TaxonomyNet
 from .preprocess import Preprocess
 
@@ -46,6 +47,13 @@ class Checkpoint:
     backbone_fingerprint: str = ""
     backbone_source: str = "random"
     created: str = ""
+    # Empty for fp32; for an int8 checkpoint (``trainer.quantize``): {"scheme", "engine",
+    # "calibration_photos", "source_version"}. Its backbone's weights are then quantized tensors.
+    quantization: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_int8(self) -> bool:
+        return bool(self.quantization)
 
     @property
     def recipe(self) -> str:
@@ -56,8 +64,21 @@ class Checkpoint:
     def build_model(self, device: torch.device | str = "cpu") -> TaxonomyNet:
         model = TaxonomyNet(self.model_config, self.taxonomy)
         try:
+            if self.is_int8:
+                if torch.device(device).type != "cpu":
+                    raise CheckpointError(
+                        f"checkpoint {self.version_id} is int8 ({self.quantization['engine']} kernels): it runs on a "
+                        "CPU only; serve the fp32 checkpoint it was made from on a GPU"
+                    )
+                trunk = {
+                    k.removeprefix("backbone."): v for k, v in self.state_dict.items() if k.startswith("backbone.")
+                }
+                engine = str(self.quantization["engine"])
+                model.backbone = restore_backbone(self.model_config, trunk, engine=engine)  # type: ignore[assignment]
             model.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError, KeyError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
             raise CheckpointError(f"checkpoint {self.version_id}: weights do not fit its own model: {exc}") from None
         return model.to(device).eval()
 
@@ -99,6 +120,7 @@ def save_checkpoint(
     backbone_fingerprint: str | None = None,
     backbone_source: str = "random",
     version_id: str | None = None,
+    quantization: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """Write ``model`` and its description to ``path`` atomically; returns what was written."""
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
@@ -114,6 +136,7 @@ def save_checkpoint(
         backbone_fingerprint=backbone_fingerprint or model.backbone.fingerprint(),
         backbone_source=backbone_source,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        quantization=dict(quantization or {}),
     )
     atomic_save(
         {
@@ -131,6 +154,7 @@ def save_checkpoint(
             "backbone_fingerprint": ckpt.backbone_fingerprint,
             "backbone_source": backbone_source,
             "created": ckpt.created,
+            "quantization": ckpt.quantization,
         },
         path,
     )
@@ -185,9 +209,15 @@ def load_checkpoint(
             backbone_fingerprint=str(raw.get("backbone_fingerprint", "")),
             backbone_source=str(raw.get("backbone_source", "random")),
             created=str(raw.get("created", "")),
+            quantization=dict(raw.get("quantization") or {}),
         )
     except (KeyError, TypeError, TaxonomyError) as exc:
         raise CheckpointError(f"{path.name}: checkpoint is incomplete or malformed ({exc!r})") from None
+    if ckpt.is_int8 and ckpt.quantization.get("scheme") != SCHEME:
+        raise CheckpointError(
+            f"{path.name}: quantized by an unknown scheme {ckpt.quantization.get('scheme')!r} "
+            f"(this app reads {SCHEME!r})"
+        )
     if taxonomy is not None:
         check_taxonomy(ckpt.taxonomy, taxonomy)
     return ckpt

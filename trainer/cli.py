@@ -25,15 +25,25 @@ from taxonomy import (
     write_submission,
 )
 
+from . import handoff
 from .catalogue import DEFAULT_MAX_VALUES, DEFAULT_MIN_COUNT
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import CROPS, ModelConfig, TrainConfig, default_model_config, default_train_config, recipe_for
+from .config import (
+    CROPS,
+    ModelConfig,
+    TrainConfig,
+    default_model_config,
+    default_train_config,
+    finetune_config,
+    recipe_for,
+)
 from .data import DataError, read_dataset
 from .distributed import DistContext, distributed_run
 from .embeddings import embed_examples
 from .pipeline import train_full
 from .predictor import Predictor
 from .pretrain import PretrainConfig, pretrain_catalogue
+from .quantize import DEFAULT_CALIBRATION_PHOTOS, calibration_photos, quantize_checkpoint
 from .recipe import plan_run
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
@@ -97,6 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if dist.enabled and args.mode == "heads":
             raise CommandError("--mode heads trains on one process; run it without torchrun")
         result = _train(args, device, dist)
+        if args.result_file is not None and dist.is_main:
+            handoff.write_result(result, args.result_file)
     score = result.metrics.get("score")
     if dist.enabled:
         print(f"rank {dist.rank} of {dist.world_size}: last epoch's parameters sha256 {result.last_state_sha256}")
@@ -108,13 +120,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) -> TrainResult:
-    data = _data_dir(args.data)
-    taxonomy = _taxonomy_for(data, args.taxonomy)
-    examples, errors = read_dataset(data, taxonomy)
-    if errors and dist.is_main:
-        print(f"skipped {len(errors)} bad rows of train.csv; first: line {errors[0].row}: {errors[0].reason}")
+    taxonomy, examples = _examples(args, dist)
     given = _config_file(args.config) if args.config else {"train": {}, "model": {}}
-    if args.mode == "heads" and args.base is not None:
+    if args.init is not None:
+        if args.mode == "heads":
+            raise CommandError("--init fine-tunes a full run; --mode heads takes --base")
+        # The schedule the app fine-tunes with (``config.finetune_config``), before any override.
+        base_ckpt = load_checkpoint(args.init)
+        recipe = recipe_for(base_ckpt.backbone_source)
+        config = finetune_config(default_train_config(device.type, recipe=recipe))
+        model_config, trunk = base_ckpt.model_config, None
+    elif args.mode == "heads" and args.base is not None:
         base = load_checkpoint(args.base)
         config: TrainConfig = default_train_config(device.type, recipe=recipe_for(base.backbone_source))
         model_config, trunk = base.model_config, None
@@ -146,6 +162,8 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
     if args.crop:
         model_config = replace(model_config, crop=args.crop)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
+    if args.progress_file is not None and dist.is_main:
+        progress = handoff.progress_writer(args.progress_file)
     if args.mode == "heads":
         return retrain_heads(
             examples,
@@ -171,7 +189,26 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
         progress=progress,
         trunk=trunk,
         dist=dist,
+        init_checkpoint=args.init,
     )
+
+
+def _examples(args: argparse.Namespace, dist: DistContext) -> tuple[Taxonomy, list[LabeledExample]]:
+    """The taxonomy and the labelled examples of ``--data`` (a competition folder) or of
+    ``--examples`` (a launcher's file, ``trainer.handoff``, which needs ``--taxonomy``)."""
+    if args.examples is not None:
+        if args.taxonomy is None:
+            raise CommandError("--examples needs --taxonomy (the label order the examples were written for)")
+        try:
+            return load_taxonomy(args.taxonomy), handoff.read_examples(args.examples)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    data = _data_dir(args.data)
+    taxonomy = _taxonomy_for(data, args.taxonomy)
+    examples, errors = read_dataset(data, taxonomy)
+    if errors and dist.is_main:
+        print(f"skipped {len(errors)} bad rows of train.csv; first: line {errors[0].row}: {errors[0].reason}")
+    return taxonomy, examples
 
 
 def _checked_examples(data: Path, csv_name: str, taxonomy: Taxonomy) -> list[LabeledExample]:
@@ -322,6 +359,17 @@ def _pretrain_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_pretrain)
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    photos = calibration_photos(args.calibration_dir, limit=args.calibration_photos, seed=args.seed)
+    done = quantize_checkpoint(args.checkpoint, args.out, photos=photos)
+    _report_skipped(done.skipped)
+    print(
+        f"int8 checkpoint {done.path} (version {done.checkpoint.version_id}, from {done.checkpoint.parent_version}), "
+        f"calibrated on {done.calibration_photos} photos"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
@@ -329,7 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train on DIR/train.csv and DIR/images")
-    train.add_argument("--data", type=Path, required=True)
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a competition-layout folder (train.csv, images/)")
+    source.add_argument(
+        "--examples", type=Path, help="a JSON list of labelled examples with photo paths (the app's worker writes one)"
+    )
     train.add_argument("--out", type=Path, required=True, help="output folder (model.pt, config.json, train.log)")
     train.add_argument("--mode", choices=["full", "heads"], default="full")
     train.add_argument("--epochs", type=int, default=None)
@@ -352,7 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(a run's config.json works); the flags above override it",
     )
     train.add_argument("--resume", action="store_true", help="full mode: continue OUT/last.pt")
+    train.add_argument("--init", type=Path, default=None, help="full mode: fine-tune this checkpoint")
+    train.add_argument("--progress-file", type=Path, default=None, help="append progress as JSON lines (rank 0)")
+    train.add_argument("--result-file", type=Path, default=None, help="write the run's result as JSON (rank 0)")
     train.set_defaults(func=cmd_train)
+
+    quantize = sub.add_parser("quantize", help="an int8 checkpoint for serving on a CPU, calibrated on photos")
+    quantize.add_argument("checkpoint", type=Path, help="the fp32 checkpoint")
+    quantize.add_argument("--out", type=Path, required=True, help="the int8 checkpoint to write")
+    quantize.add_argument(
+        "--calibration-dir", type=Path, required=True, help="a folder of training photos (e.g. DATA/images)"
+    )
+    quantize.add_argument("--calibration-photos", type=int, default=DEFAULT_CALIBRATION_PHOTOS)
+    quantize.add_argument("--seed", type=int, default=0, help="which photos of the folder calibrate")
+    quantize.set_defaults(func=cmd_quantize)
 
     for name, func, text in (
         ("eval", cmd_eval, "the metric with a per-attribute table"),

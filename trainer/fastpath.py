@@ -30,8 +30,8 @@ def inference_backbone(backbone: nn.Module, device: torch.device, *, fast: bool 
     channels-last; the trained module itself is left untouched (training and fingerprints keep using it). Elsewhere,
     or when the graph cannot be traced, it is ``backbone`` itself.
     """
-    if not fast or device.type != "cpu":
-        return backbone
+    if not fast or device.type != "cpu" or getattr(backbone, "quantized", False):
+        return backbone  # an int8 backbone (``trainer.int8``) is its own fast path
     folded = copy.deepcopy(backbone).eval()
     if not _fold_batchnorm(folded):
         logger.warning("no BatchNorm to fold in %s; serving it unfolded, channels-last", type(backbone).__name__)

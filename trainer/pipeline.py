@@ -65,6 +65,11 @@ def train_full(
     require_trainable(examples)
     dev = resolve_device(device)
     base = load_checkpoint(init_checkpoint) if init_checkpoint is not None else None
+    if base is not None and base.is_int8:
+        raise DataError(
+            f"cannot fine-tune {base.version_id}: it is an int8 model for serving (trainer.quantize); "
+            f"fine-tune its fp32 parent {base.parent_version} or train from scratch"
+        )
     if base is not None:
         if base.taxonomy.fingerprint != taxonomy.fingerprint:
             differences = "; ".join(base.taxonomy.differences(taxonomy)[:5])

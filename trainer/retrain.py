@@ -164,7 +164,11 @@ def retrain_heads(
         fingerprint = source_model.backbone.fingerprint()
     config = config or default_train_config(dev.type, recipe=recipe_for(source))
     model = TaxonomyNet(model_config, taxonomy)
-    model.backbone.load_state_dict(source_model.backbone.state_dict())
+    quantization = base.quantization if base_checkpoint is not None else {}
+    if quantization:  # an int8 base keeps its int8 backbone; the new heads learn on its embeddings
+        model.backbone = source_model.backbone  # type: ignore[assignment]
+    else:
+        model.backbone.load_state_dict(source_model.backbone.state_dict())
     # Warm start: the base's heads were trained with its backbone on augmented photos; heads
     # trained afresh on cached embeddings of unaugmented photos start far below them and, on a
     # backbone trained from scratch, often end below them too (issue 11: two of four such
@@ -260,6 +264,7 @@ def retrain_heads(
         parent_version=parent,
         backbone_fingerprint=fingerprint,
         backbone_source=source,
+        quantization=quantization,
     )
     report(1.0, f"heads retrained: held-out score {metrics['score'] if metrics['score'] is not None else 'n/a'}")
     logger.info(

@@ -112,6 +112,12 @@ def train_one_epoch(
         with autocast(device, dtype):
             out = model(x, cats)
         loss = loss_fn(out, cats, targets)
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            # A head that ran on this batch but has no label in it (a missing cell) is in the
+            # graph of DDP's outputs and yet gets no gradient, which DDP cannot tell from a rank
+            # that fell behind ("Expected to have finished reduction"). A zero-weighted term gives
+            # it a zero gradient; a single process leaves its gradient None (AdamW then skips it).
+            loss = loss + 0.0 * sum((h.logits.sum() for h in out.attributes), out.category_logits.sum())
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

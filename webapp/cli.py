@@ -17,7 +17,7 @@ import db
 import trainer
 from taxonomy import FormatError, TaxonomyError, save_taxonomy, taxonomy_from_folder
 
-from . import backup, gate, scoring
+from . import backup, gate, scoring, torchrun
 from . import settings as settings_mod
 from . import worker as worker_mod
 from .adoption import ADOPT_FLAG, adopt_dataset_taxonomy, adopted_summary, mismatch_advice
@@ -68,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     work.add_argument(
         "--threads", type=_positive, default=None, help="threads of training (default: every core but one)"
+    )
+    work.add_argument(
+        "--train-nproc",
+        type=_positive,
+        default=None,
+        help="train full runs as 'torchrun --nproc-per-node N -m trainer train' (default: in this process)",
+    )
+    work.add_argument(
+        "--train-config",
+        type=Path,
+        default=None,
+        help='with --train-nproc: a JSON config for \'trainer train --config\' ({"train": ..., "model": ...})',
     )
     work.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # serve's embedded worker
     user = sub.add_parser("create-user", help="create a user, or set the password of an existing one")
@@ -236,6 +248,12 @@ def serve(args: argparse.Namespace) -> int:
 def worker_command(args: argparse.Namespace) -> int:
     ctx = open_context(settings_mod.from_args(args))  # loads the active version: the base of a run
     worker = worker_mod.Worker(ctx.models, threads=args.threads)
+    if args.train_nproc is not None:
+        ctx.models.train_full = torchrun.Torchrun(
+            args.train_nproc, threads=worker.threads, config_file=args.train_config
+        )
+    elif args.train_config is not None:
+        raise SystemExit("--train-config goes with --train-nproc")
     if args.parent_pid is not None:
         worker.watch_parent(args.parent_pid)
     worker.serve(poll_s=args.poll_seconds, once=args.once)

@@ -66,6 +66,8 @@ class ModelManager:
         self.media = media
         self.models_dir = Path(models_dir)
         self.cache_dir = Path(cache_dir)
+        # What trains a full run: in this process, or ``torchrun.Torchrun`` (``worker --train-nproc N``).
+        self.train_full: Callable[..., trainer.TrainResult] = trainer.train_full
         self._loaded: Loaded | None = None
         self._swap = threading.Lock()
         self._following = threading.Lock()  # held while a version activated elsewhere loads
@@ -314,12 +316,13 @@ class ModelManager:
                 progress=progress,
             )
         else:
-            result = trainer.train_full(
+            result = self.train_full(
                 examples,
                 taxonomy=self.taxonomy,
                 out_dir=out_dir,
                 progress=progress,
-                init_checkpoint=active_path if warm else None,
+                # an int8 version (``trainer.quantize``) serves only: the run trains afresh
+                init_checkpoint=active_path if warm and not _is_int8(active) else None,
             )
         candidate = gate.Candidate(
             version_id=result.version_id,
@@ -405,3 +408,7 @@ class ModelManager:
         except Exception:  # the queue keeps its older suggestions; the form suggests on demand
             log.exception("re-scoring the review queues stopped after %d products", done)
         return done
+
+
+def _is_int8(active: Loaded | None) -> bool:
+    return active is not None and active.predictor.checkpoint.is_int8
