@@ -22,6 +22,7 @@ SMOKE = {
     "run_all.py": ["--smoke", "--only", "import_labels"],
     "loop.py": ["--smoke"],
     "quantized.py": ["--smoke"],
+    "calibration.py": ["--smoke"],
 }
 
 

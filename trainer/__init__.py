@@ -7,6 +7,7 @@ This package imports ``taxonomy`` only. Importing it picks no device, downloads 
 loads no model; that happens in the functions below.
 """
 
+from .calibration import calibrate_heads, calibration_note, expected_calibration_error, is_calibrated
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -53,6 +54,8 @@ __all__ = [
     "atomic_save",
     "augment",
     "build_model",
+    "calibrate_heads",
+    "calibration_note",
     "choose_logit_adjustments",
     "class_weights",
     "default_model_config",
@@ -60,9 +63,11 @@ __all__ = [
     "embed_examples",
     "evaluate",
     "evaluate_checkpoint",
+    "expected_calibration_error",
     "fit",
     "focal_loss",
     "intra_op_threads",
+    "is_calibrated",
     "load_checkpoint",
     "load_images",
     "load_trunk_weights",

@@ -18,6 +18,7 @@ import torch
 
 from taxonomy import Taxonomy, TaxonomyError, file_sha256
 
+from .calibration import is_calibrated
 from .config import ModelConfig
 from .int8 import SCHEME, restore_backbone
 from .model import TaxonomyNet
@@ -60,6 +61,12 @@ class Checkpoint:
         """Which recipe trained it: "scratch", "pretrained" or "custom" (``config.TrainConfig.recipe``);
         "unrecorded" for checkpoints written before recipes existed."""
         return str(self.train_config.get("recipe", "unrecorded"))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether its confidences were calibrated (``trainer.calibration``); checkpoints written
+        before calibration existed load with temperature 1 and say False."""
+        return is_calibrated(self.metrics)
 
     def build_model(self, device: torch.device | str = "cpu") -> TaxonomyNet:
         model = TaxonomyNet(self.model_config, self.taxonomy)

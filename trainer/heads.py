@@ -92,6 +92,11 @@ class HeadBank(nn.Module):
         # tau per attribute head, as chosen inside the run (``trainer.prior``); the constant where
         # nothing was chosen. This is what ``_adjust`` applies.
         self.register_buffer("head_logit_adjustment", torch.zeros(len(heads)))  # (H,)
+        # Temperature per attribute head (``trainer.calibration``), fitted after the prior correction
+        # on the early-stopping slice; 1 (uncalibrated) until then and for old checkpoints. Not
+        # applied here: the logits (and so every argmax) stay as they are, and the predictor
+        # tempers the probabilities it returns.
+        self.register_buffer("head_temperature", torch.ones(len(heads)))  # (H,)
 
     @torch.no_grad()
     def standardize_from(self, vectors: torch.Tensor) -> None:
@@ -121,6 +126,17 @@ class HeadBank(nn.Module):
             raise ValueError(f"expected {len(self.attribute_heads)} taus (one per attribute head), got {len(taus)}")
         self.head_logit_adjustment.copy_(torch.tensor(taus, dtype=self.head_logit_adjustment.dtype))
 
+    @torch.no_grad()
+    def set_temperatures(self, temperatures: list[float]) -> None:
+        """One temperature (> 0) per attribute head (``attribute_heads`` order)."""
+        if len(temperatures) != len(self.attribute_heads):
+            raise ValueError(
+                f"expected {len(self.attribute_heads)} temperatures (one per attribute head), got {len(temperatures)}"
+            )
+        if any(not t > 0 for t in temperatures):
+            raise ValueError(f"temperatures must be positive, got {temperatures}")
+        self.head_temperature.copy_(torch.tensor(temperatures, dtype=self.head_temperature.dtype))
+
     def log_prior(self, head: int) -> torch.Tensor:
         """log p(value) of ``head`` on its training labels (V,); an unseen value counts as seen once,
         so the correction never lifts it above the rarest value the head did see."""
@@ -137,9 +153,11 @@ class HeadBank(nn.Module):
         self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
         # Checkpoints written before the prior correction existed load with it switched off; those
-        # written before it was chosen per attribute apply their one constant to every head.
+        # written before it was chosen per attribute apply their one constant to every head; those
+        # written before calibration existed load uncalibrated (temperature 1).
         for name in ("value_counts", "logit_adjustment"):
             state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        state_dict.setdefault(prefix + "head_temperature", torch.ones_like(self.head_temperature))
         state_dict.setdefault(
             prefix + "head_logit_adjustment",
             state_dict[prefix + "logit_adjustment"].expand_as(self.head_logit_adjustment).clone(),

@@ -12,6 +12,7 @@ import torch
 
 from taxonomy import LabeledExample, Taxonomy, file_sha256
 
+from .calibration import UNCALIBRATED
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_train_config, finetune_config, recipe_for
 from .data import EARLY_STOP_SALT, DataError, load_images, require_trainable, split_held_out
@@ -128,6 +129,7 @@ def train_full(
             "early_stop_examples": len(stop_set.examples),
             "held_out_examples": len(held),
             "logit_adjustment": result.checkpoint.metrics.get("logit_adjustment"),
+            "calibration": result.checkpoint.metrics.get("calibration", UNCALIBRATED),
         }
     )
     # The checkpoint describes itself by the held-out numbers too (same weights, same version id).

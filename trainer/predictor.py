@@ -13,6 +13,7 @@ from PIL import Image
 
 from taxonomy import AttributePrediction, ProductPrediction
 
+from .calibration import apply_temperatures, is_calibrated
 from .checkpoint import Checkpoint, load_checkpoint
 from .evaluation import average, to_probabilities
 from .fastpath import inference_backbone
@@ -74,6 +75,11 @@ class Predictor:
     @property
     def metrics(self) -> dict[str, Any]:
         return self.checkpoint.metrics
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the confidences it returns were calibrated (False: an older checkpoint, T = 1)."""
+        return is_calibrated(self.checkpoint.metrics)
 
     def predict(
         self,
@@ -152,6 +158,8 @@ class Predictor:
         probs = to_probabilities(self.model.heads(features[0], routing))
         for f in features[1:]:
             probs = average(probs, to_probabilities(self.model.heads(f, routing)))
+        # Calibrated confidences; each row's order of values (so the top-1 suggestion) is unchanged.
+        probs = apply_temperatures(probs, self.model.heads.head_temperature)
         probs.category_logits = cat_probs
         return probs
 

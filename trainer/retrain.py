@@ -13,6 +13,7 @@ import torch
 
 from taxonomy import LabeledExample, MetricReport, Taxonomy, file_sha256
 
+from .calibration import calibrate_heads
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, default_train_config, recipe_for
 from .data import EARLY_STOP_SALT, DataError, require_trainable, split_held_out
@@ -237,6 +238,11 @@ def retrain_heads(
         chosen = choose_logit_adjustments(
             model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
         )
+        # Temperatures on the prior-corrected logits of the same slice; a warm start's own (its
+        # base's, fitted to other heads) are replaced, or reset to 1 when the slice is too small.
+        calibration = calibrate_heads(
+            model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
+        )
     metrics = heads_report(model.heads, held_set, held, taxonomy, dev).as_dict() if held else {"score": None}
     metrics.update(
         {
@@ -251,6 +257,7 @@ def retrain_heads(
             "early_stop_start": history[0]["val_score"] if warm and history and history[0]["epoch"] == 0 else None,
             "early_stop_best": max((h["val_score"] for h in history if "val_score" in h), default=None),
             "logit_adjustment": chosen,
+            "calibration": calibration,
         }
     )
     out = Path(out_dir)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from taxonomy import LabeledExample, MetricReport, Taxonomy
 
+from .calibration import calibrate_heads
 from .checkpoint import Checkpoint, atomic_save, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import ImageSet
@@ -247,6 +248,8 @@ def fit(
     labels = encode_labels(train_set.examples, taxonomy)
     model.heads.record_label_counts(head_counts(labels, taxonomy))
     model.heads.set_logit_adjustment(config.logit_adjustment)
+    # Uncalibrated until fitted below: a fine-tuned model's temperatures fitted its base's heads.
+    model.heads.set_temperatures([1.0] * len(model.heads.attribute_heads))
     loss_fn = make_loss(labels, taxonomy, config).to(device)
     groups = parameter_groups(model, config)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -394,14 +397,23 @@ def fit(
             taxonomy=taxonomy,
             config=config,
         )
-        dist.sync_buffers(model)  # rank 0's taus (buffers) everywhere, however the others rounded
+        # The temperatures after the taus, on the same slice: they calibrate the corrected logits.
+        calibration = calibrate_heads(
+            model.heads,
+            _served_logits(model, preprocess, device, dtype),
+            val_set.images,
+            val_set.examples,
+            taxonomy=taxonomy,
+            config=config,
+        )
+        dist.sync_buffers(model)  # rank 0's taus and temperatures (buffers) everywhere
         if dist.is_main:
             best_ckpt = save_checkpoint(
                 ckpt_path,
                 model,
                 preprocess=preprocess,
                 train_config=config.to_dict(),
-                metrics={**best_ckpt.metrics, "logit_adjustment": chosen},
+                metrics={**best_ckpt.metrics, "logit_adjustment": chosen, "calibration": calibration},
                 backbone_source=backbone_source,
                 version_id=best_ckpt.version_id,
             )

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import db
+import trainer
 from taxonomy import (
     AttributePrediction,
     ImageError,
@@ -686,6 +687,8 @@ def versions(ctx: AppContext, viewer: Viewer) -> list[dict]:
                 "score": (v.metrics or {}).get("score"),
                 "notes": v.notes,
                 "per_attribute": (v.metrics or {}).get("per_attribute", []),
+                # "calibrated (ECE 0.182 -> 0.041)", or "uncalibrated" (older versions show T = 1)
+                "confidence": trainer.calibration_note(v.metrics or {}),
             }
             for v in db.list_versions(session)
         ]

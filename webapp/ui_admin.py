@@ -21,7 +21,7 @@ from .services import Viewer
 
 
 def versions_frame(rows: list[dict]) -> pd.DataFrame:
-    columns = ["version", "status", "kind", "score", "parent", "created", "notes"]
+    columns = ["version", "status", "kind", "score", "confidence", "parent", "created", "notes"]
     frame = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
     frame["score"] = frame["score"].map(lambda v: None if v is None else round(float(v), SCORE_DIGITS))
     return frame

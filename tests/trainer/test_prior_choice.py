@@ -160,7 +160,9 @@ def test_predictor_applies_each_heads_own_correction(trained, gen_data, gen_taxo
         for b, a in zip(plain.predict(photos, cats, top_k=k), adjusted.predict(photos, cats, top_k=k)):
             p = torch.tensor([dict(b.attributes["color"].top_k)[v] for v in values])  # (V,)
             got = torch.tensor([dict(a.attributes["color"].top_k)[v] for v in values])  # (V,)
-            want = torch.softmax(p.log() - tau * heads.log_prior(heads.head_index[cat][0]), dim=0)  # (V,)
+            h = heads.head_index[cat][0]
+            # softmax((z - tau log prior) / T) from softmax(z / T): T is the calibration's, in both
+            want = torch.softmax(p.log() - tau * heads.log_prior(h) / heads.head_temperature[h], dim=0)  # (V,)
             assert torch.allclose(got, want, atol=1e-4)
 
 

@@ -53,8 +53,9 @@ def test_predictor_applies_the_stored_correction(trained, gen_data, gen_taxonomy
         head = heads.head_index[c][0]  # colour
         values = gen_taxonomy.categories[c].attributes[0].values
         p = torch.tensor([dict(b.attributes["color"].top_k)[v] for v in values])  # (V,)
-        # softmax(z - tau log prior) computed from the plain probabilities softmax(z)
-        want = torch.softmax(p.log() - tau * heads.log_prior(head), dim=0)  # (V,)
+        # softmax((z - tau log prior) / T) computed from the plain probabilities softmax(z / T)
+        t = heads.head_temperature[head]  # the calibration's temperature, the same in both
+        want = torch.softmax(p.log() - tau * heads.log_prior(head) / t, dim=0)  # (V,)
         got = torch.tensor([dict(a.attributes["color"].top_k)[v] for v in values])  # (V,)
         assert torch.allclose(got, want, atol=1e-4)
     # rare colours are suggested at least as often once the prior is divided out
