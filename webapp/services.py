@@ -392,6 +392,7 @@ def save_labels(
         clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
         before = product_view(ctx, session, user, product)
         seen = before.suggestion if isinstance(shown, _Served) else shown
+        now = db.utcnow()  # one time for the save's events: an undo finds them by it
         if seen is not None and seen.category != cat.name:
             seen = None  # a suggestion for another category says nothing of this one's attributes
         if cat.name != product.category:
@@ -409,6 +410,7 @@ def save_labels(
                 cat.name,
                 source=source,
                 model_version_id=guess.model_version if guess is not None else None,
+                at=now,
             )
             current = db.current_labels(session, user, ctx.taxonomy, product)
             if seen is not None and not isinstance(shown, _Served):
@@ -434,6 +436,7 @@ def save_labels(
                 writes,
                 source=sources,
                 model_version_id=version if any(s != "seller" for s in sources.values()) else None,
+                at=now,
             )
         after = db.current_labels(session, user, ctx.taxonomy, product)
     if writes:
