@@ -86,6 +86,10 @@ def _label_match(
     )
 
 
+def _equals(attribute: str, value: str) -> Callable[[Any], ColumnElement[bool]]:
+    return lambda c: (c.attribute == attribute) & (c.value == value)
+
+
 def list_page(
     session: Session, viewer: User, taxonomy: Taxonomy, f: ListFilter, *, limit: int = 24, offset: int = 0
 ) -> tuple[list[ListedProduct], int]:
@@ -120,12 +124,13 @@ def list_page(
         by_id = needle.isdigit() and int(needle) <= MAX_ID
         query = query.where(or_(Product.id == int(needle), found) if by_id else found)
     for attribute, value in f.labels:
-        match = _label_match(taxonomy, viewer, lambda c, a=attribute, v=value: (c.attribute == a) & (c.value == v))
-        query = query.where(Product.id.in_(match))
+        query = query.where(Product.id.in_(_label_match(taxonomy, viewer, _equals(attribute, value))))
     if f.confidence_below is not None:
         query = query.where(Product.id.in_(_unsure(viewer, f.confidence_below)))
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     limit = max(0, min(int(limit), MAX_PAGE))
+    if limit == 0:
+        return [], total  # only the count, for a caller that works out which page to ask for
     page = query.order_by(Product.id.desc()).limit(limit).offset(max(0, int(offset)))
     rows = [ListedProduct(p, s, int(a), int(r)) for p, s, a, r in session.execute(page)]
     return rows, total

@@ -46,7 +46,7 @@ class UndoneSave:
 def _actions(events: list[LabelEvent]) -> list[tuple[str, list[LabelEvent]]]:
     """The product's events (oldest first) as actions: ("save" | "undo" | "other", events)."""
     actions: list[tuple[str, list[LabelEvent]]] = []
-    last_key: tuple | None = None
+    last_key: tuple[str, int | None, datetime] | None = None
     for e in events:
         kind = "undo" if e.source == UNDO_SOURCE else "save" if e.source in CONFIRMED_SOURCES else "other"
         key = (kind, e.user_id, e.created_at)
