@@ -238,8 +238,9 @@ def build(ctx: AppContext) -> gr.Blocks:
                         elem_id="vt-products-labels",
                     )
                     products_below = gr.Number(
-                        None,
+                        0,
                         label="Suggestion confidence below (%)",
+                        info="a field of the newest suggestion below this; 0: any",
                         minimum=0,
                         maximum=100,
                         elem_id="vt-products-below",
