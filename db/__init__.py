@@ -13,6 +13,7 @@ from .app_settings import (
     store_taxonomy,
     stored_taxonomy,
 )
+from .completeness import OwnerCompleteness, owner_completeness, product_answered
 from .engine import default_sqlite_url, make_engine, make_session_factory
 from .exporter import export_labels, export_predictions
 from .importer import ImportReport, LayoutMismatchError, check_layout, import_dataset
@@ -24,6 +25,7 @@ from .labels import (
     label_history,
     record_labels,
 )
+from .listing import LIST_STATUSES, ListedProduct, ListFilter, list_page
 from .media import MediaError, MediaStore
 from .migrate import alembic_config, current_revision, head_revision, upgrade
 from .predictions import (
@@ -88,6 +90,7 @@ from .tables import (
     CONFIRMED_SOURCES,
     LABEL_SOURCES,
     RUN_ACTIVE_STATUSES,
+    UNDO_SOURCE,
     VERSION_KINDS,
     AppSetting,
     Base,
@@ -97,7 +100,9 @@ from .tables import (
     Product,
     TrainingRun,
     User,
+    utcnow,
 )
+from .undo import NothingToUndo, UndoneSave, undo_last_save
 from .users import UserError, authenticate, create_user, get_user, get_user_by_name, list_users, set_password
 
 __all__ = [
@@ -105,7 +110,9 @@ __all__ = [
     "CONFIRMED_SOURCES",
     "CORRECTION_SOURCES",
     "LABEL_SOURCES",
+    "LIST_STATUSES",
     "RUN_ACTIVE_STATUSES",
+    "UNDO_SOURCE",
     "VERSION_KINDS",
     "AppSetting",
     "Base",
@@ -114,10 +121,14 @@ __all__ = [
     "LabelCounts",
     "LabelEvent",
     "LayoutMismatchError",
+    "ListFilter",
+    "ListedProduct",
     "MediaError",
     "MediaStore",
     "ModelVersion",
     "NotFound",
+    "NothingToUndo",
+    "OwnerCompleteness",
     "Prediction",
     "Product",
     "ProductFilter",
@@ -128,6 +139,7 @@ __all__ = [
     "TaxonomyChangeRefused",
     "ToScore",
     "TrainingRun",
+    "UndoneSave",
     "User",
     "UserError",
     "activate_version",
@@ -170,14 +182,17 @@ __all__ = [
     "labelled_products",
     "latest_prediction",
     "latest_predictions",
+    "list_page",
     "list_products",
     "list_runs",
     "list_users",
     "list_versions",
     "make_engine",
     "make_session_factory",
+    "owner_completeness",
     "predicted_products",
     "prepend_version_note",
+    "product_answered",
     "product_total",
     "products_labelled_since",
     "products_to_score",
@@ -195,6 +210,8 @@ __all__ = [
     "start_run",
     "store_taxonomy",
     "stored_taxonomy",
+    "undo_last_save",
     "update_run",
     "upgrade",
+    "utcnow",
 ]

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from taxonomy import Taxonomy
 
+from .completeness import confirmed_ids
 from .products import resolve_product, user_id, visible_to
-from .tables import CONFIRMED_SOURCES, LABEL_SOURCES, LabelEvent, Product, User, utcnow
+from .tables import LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MODEL_SOURCES = ("model_accepted", "model_edited")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
@@ -45,12 +46,14 @@ def record_labels(
     *,
     source: str | Mapping[str, str] = "seller",
     model_version_id: str | None = None,
+    at: datetime | None = None,
 ) -> list[LabelEvent]:
     """Validate ``labels`` (attribute -> value, None clears) and append one event per attribute.
 
     All or nothing: any unknown attribute or invalid value raises ``taxonomy.InvalidValueError``
     naming the allowed ones, and nothing is written. ``source`` is one source for all attributes
-    or one per attribute; model sources need ``model_version_id``.
+    or one per attribute; model sources need ``model_version_id``. ``at``: the time of the
+    action the events belong to (all events of one save share it; an undo finds a save by it).
     """
     product = resolve_product(session, user, product)
     clean = taxonomy.validate_labels(product.category, dict(labels))
@@ -67,7 +70,7 @@ def record_labels(
             raise ValueError(f"unknown label source {sources[attr]!r}; allowed: {', '.join(LABEL_SOURCES)}")
         if sources[attr] in MODEL_SOURCES and model_version_id is None:
             raise ValueError(f"source {sources[attr]!r} needs the model_version_id of the suggestion")
-    now = utcnow()
+    now = at or utcnow()
     events = [
         LabelEvent(
             product_id=product.id,
@@ -134,18 +137,12 @@ def current_labels_bulk(
 
 
 def confirmed_products(session: Session, viewer: User, product_ids: Iterable[int]) -> set[int]:
-    """The ids among ``product_ids`` that the viewer may see and a person has confirmed a label of."""
+    """The ids among ``product_ids`` that the viewer may see and that have a current label a
+    person confirmed (an undone save no longer counts; see ``completeness.confirmed_ids``)."""
     ids = sorted(set(product_ids))
     out: set[int] = set()
     for start in range(0, len(ids), _CHUNK):
-        query = (
-            select(LabelEvent.product_id)
-            .join(Product, Product.id == LabelEvent.product_id)
-            .where(LabelEvent.product_id.in_(ids[start : start + _CHUNK]), visible_to(viewer))
-            .where(LabelEvent.source.in_(CONFIRMED_SOURCES))
-            .distinct()
-        )
-        out.update(session.scalars(query))
+        out.update(session.scalars(confirmed_ids(Product.id.in_(ids[start : start + _CHUNK]) & visible_to(viewer))))
     return out
 
 

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from taxonomy import AttributePrediction, ProductPrediction
 
+from .completeness import confirmed_ids
 from .media import MediaStore
 from .products import resolve_product, user_id, visible_to
-from .tables import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, AppSetting, LabelEvent, Prediction, Product, User, utcnow
+from .tables import CATEGORY_ATTRIBUTE, AppSetting, Prediction, Product, User, utcnow
 
 SCORING_CURSOR_KEY = "scoring_cursor"  # app_settings: how far an unfinished ``score --all`` went
 
@@ -262,7 +263,7 @@ def review_queue(session: Session, viewer: User, limit: int = 20) -> list[QueueI
     )
     group = select(newest.c.product_id, Prediction.group_id).join(Prediction, Prediction.id == newest.c.id).subquery()
     mean = func.avg(Prediction.confidence)
-    confirmed = exists().where(LabelEvent.product_id == Product.id, LabelEvent.source.in_(CONFIRMED_SOURCES))
+    confirmed = Product.id.in_(confirmed_ids(Product.owner_id == user_id(viewer)))
     query = (
         select(Product, mean, func.min(Prediction.confidence))
         .join(group, group.c.product_id == Product.id)

@@ -7,6 +7,7 @@ reported exactly like one that does not exist (``NotFound``), so ids reveal noth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, func, inspect, select, true
 from sqlalchemy.orm import Session
@@ -152,11 +153,14 @@ def set_category(
     *,
     source: str = "seller",
     model_version_id: str | None = None,
+    at: datetime | None = None,
+    restores_id: int | None = None,
 ) -> Product:
     """Change a product's category; the change is kept in its label history.
 
     Labels of attributes the new category lacks stop being current (they stay in the history
-    and return if the category changes back).
+    and return if the category changes back). ``at``: the time of the action it belongs to (a
+    save's events share one, which is how an undo finds them).
     """
     product = get_product(session, viewer, product_id)
     cat = taxonomy.category(category)
@@ -164,8 +168,10 @@ def set_category(
         raise ValueError(f"unknown label source {source!r}; allowed: {', '.join(LABEL_SOURCES)}")
     if cat.name == product.category:
         return product
+    replaced = product.category
+    now = at or utcnow()
     product.category = cat.name
-    product.updated_at = utcnow()
+    product.updated_at = now
     session.add(
         LabelEvent(
             product_id=product.id,
@@ -174,6 +180,9 @@ def set_category(
             source=source,
             user_id=user_id(viewer),
             model_version_id=model_version_id,
+            created_at=now,
+            restores_id=restores_id,
+            replaced=replaced,
         )
     )
     session.flush()

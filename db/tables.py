@@ -28,7 +28,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ROLES = ("seller", "admin")
 PRODUCT_SOURCES = ("upload", "import")
-LABEL_SOURCES = ("import", "seller", "model_accepted", "model_edited")
+LABEL_SOURCES = ("import", "seller", "model_accepted", "model_edited", "undo")
+# An undo puts back the values a save replaced; its events point at the event they restore.
+UNDO_SOURCE = "undo"
 # Sources that mean a person looked at the label (imports and raw model output do not).
 CONFIRMED_SOURCES = ("seller", "model_accepted", "model_edited")
 VERSION_STATUSES = ("candidate", "active", "retired")
@@ -134,7 +136,9 @@ class LabelEvent(Base):
     """One label decision. Rows are only ever inserted: the history is never rewritten.
 
     ``value`` None means the label was cleared (unknown again); ``taxonomy.NOT_APPLICABLE``
-    means a person said the attribute does not apply.
+    means a person said the attribute does not apply. An ``undo`` event's ``restores_id`` is the
+    (non-undo) event whose value it puts back, None when it puts back "empty"; a category
+    change's ``replaced`` is the category it replaced (the first category has no event).
     """
 
     __tablename__ = "label_events"
@@ -151,6 +155,8 @@ class LabelEvent(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    restores_id: Mapped[int | None] = mapped_column(ForeignKey("label_events.id"))
+    replaced: Mapped[str | None] = mapped_column(String(200))
 
 
 class Prediction(Base):

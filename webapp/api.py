@@ -12,8 +12,10 @@ import gradio as gr
 from gradio import FileData
 
 from . import learning, services
+from .completeness import completeness as completeness_of
 from .context import AppContext
 from .services import Viewer, as_json
+from .undo import undo_last_save
 
 
 def _read_and_discard(path: str) -> str:
@@ -45,6 +47,16 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
     def save(product_id: int, category: str, labels: dict, request: gr.Request) -> dict:
         """Save labels (attribute -> value, or "not applicable", or null to clear) of one product."""
         return as_json(services.save_labels(ctx, Viewer.of(request), product_id, category, labels))
+
+    def undo_save(product_id: int, request: gr.Request) -> dict:
+        """Undo the last save of one of your products (an admin: of any): its labels go back to what
+        they were before it, as new "undo" events; a second undo undoes the save before."""
+        return as_json(undo_last_save(ctx, Viewer.of(request), product_id))
+
+    def completeness(request: gr.Request) -> list:
+        """Per seller (yours; an admin: every seller): products, ready products (every attribute
+        confirmed) and the share of their attributes confirmed."""
+        return as_json(completeness_of(ctx, Viewer.of(request)))
 
     def queue(limit: int, request: gr.Request) -> list:
         """Your products waiting for review, least confident first."""
@@ -148,6 +160,8 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         upload,
         product,
         save,
+        undo_save,
+        completeness,
         queue,
         products,
         history,

@@ -124,10 +124,17 @@ def summary_markdown(view: ProductView, form: FormState, model_version: str | No
         lines.append("No trained model yet: fill in the form by hand. Suggestions appear once an admin trains one.")
     else:
         lines.append("No suggestion for this category: fill in the form by hand.")
-    saved = sum(v is not None for v in view.labels.values())
-    if saved:
-        lines.append(f"{saved} of {len(view.attributes)} attributes saved before.")
+    lines.append(completeness_line(view))
     return "\n\n".join(lines)
+
+
+def completeness_line(view: ProductView) -> str:
+    """How much of the product a person has confirmed ("not applicable" counts as an answer)."""
+    total = len(view.attributes)
+    if view.ready:
+        return f"**Ready**: all {total} attributes confirmed."
+    share = view.answered / total if total else 1.0
+    return f"Completeness: {view.answered} of {total} attributes confirmed ({percent(share)})."
 
 
 def labels_from_slots(attributes: list[str], values: list[str | None]) -> dict[str, str | None]:

@@ -33,7 +33,7 @@ from taxonomy import (
     read_image_bytes,
 )
 
-from . import adoption, gate
+from . import adoption, gate, label_filter
 from .auth import AccessDenied, require_admin
 from .context import AppContext
 
@@ -102,6 +102,11 @@ class ProductView:
     labels: dict[str, str | None]
     suggestion: Suggestion | None
     has_image: bool
+    answered: int = 0  # attributes whose current value a person confirmed ("not applicable" too)
+
+    @property
+    def ready(self) -> bool:
+        return self.answered >= len(self.attributes)
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,7 @@ def product_view(
         labels=db.current_labels(session, user, ctx.taxonomy, product),
         suggestion=_suggestion(stored),
         has_image=product.image_sha256 is not None,
+        answered=db.product_answered(session, user, ctx.taxonomy, product.id),
     )
 
 
@@ -393,6 +399,7 @@ def save_labels(
         clean = ctx.taxonomy.validate_labels(cat.name, labels)  # all problems at once, nothing written
         before = product_view(ctx, session, user, product)
         seen = before.suggestion if isinstance(shown, _Served) else shown
+        now = db.utcnow()  # one time for the save's events: an undo finds them by it
         if seen is not None and seen.category != cat.name:
             seen = None  # a suggestion for another category says nothing of this one's attributes
         if cat.name != product.category:
@@ -410,6 +417,7 @@ def save_labels(
                 cat.name,
                 source=source,
                 model_version_id=guess.model_version if guess is not None else None,
+                at=now,
             )
             current = db.current_labels(session, user, ctx.taxonomy, product)
             if seen is not None and not isinstance(shown, _Served):
@@ -435,6 +443,7 @@ def save_labels(
                 writes,
                 source=sources,
                 model_version_id=version if any(s != "seller" for s in sources.values()) else None,
+                at=now,
             )
         after = db.current_labels(session, user, ctx.taxonomy, product)
     if writes:
@@ -469,14 +478,18 @@ class ProductRow:
 
     product_id: int
     category: str
-    status: str  # "new" (no suggestion yet), "suggested" (not saved by a person), "confirmed"
-    labelled: int  # attributes of its category with a current value
+    status: str  # "new" (no suggestion yet), "suggested" (not confirmed by a person), "confirmed"
+    labelled: int  # attributes of its category whose current value a person confirmed (db.completeness)
     attributes: int
     source: str  # "upload" or "import"
 
     @property
     def completeness(self) -> float:
         return self.labelled / self.attributes if self.attributes else 1.0
+
+    @property
+    def ready(self) -> bool:
+        return self.labelled >= self.attributes
 
 
 @dataclass(frozen=True)
@@ -488,32 +501,33 @@ class ProductPage:
 
 
 PRODUCT_STATUSES = ("new", "suggested", "confirmed")
-SEARCHED_PRODUCTS = 1000  # the newest ones a search looks at
+STATUS_FILTERS = db.LIST_STATUSES  # the statuses, plus "ready" (complete) and "incomplete"
 
 
-def _product_rows(ctx: AppContext, session: Session, user: db.User, products: list[db.Product]) -> list[ProductRow]:
-    ids = [p.id for p in products]
-    labels = db.current_labels_bulk(session, user, ctx.taxonomy, ids)
-    confirmed = db.confirmed_products(session, user, ids)
-    predicted = db.predicted_products(session, user, ids)
-    return [
-        ProductRow(
-            product_id=p.id,
-            category=p.category,
-            status="confirmed" if p.id in confirmed else "suggested" if p.id in predicted else "new",
-            labelled=sum(v is not None for v in labels.get(p.id, {}).values()),
-            attributes=len(ctx.taxonomy.category(p.category).attributes),
-            source=p.source,
-        )
-        for p in products
-    ]
+def _listed_row(item: db.ListedProduct) -> ProductRow:
+    p = item.product
+    return ProductRow(p.id, p.category, item.status, item.answered, item.required, p.source)
 
 
 def my_products(ctx: AppContext, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[ProductRow]:
     """The user's products (an admin's: everyone's), newest first, one page."""
     with ctx.transaction() as session:
         user = user_of(session, viewer)
-        return _product_rows(ctx, session, user, db.list_products(session, user, limit=limit, offset=offset))
+        found, _ = db.list_page(session, user, ctx.taxonomy, db.ListFilter(), limit=limit, offset=offset)
+        return [_listed_row(item) for item in found]
+
+
+def confidence_threshold(percent: object) -> float | None:
+    """A "confidence below X%" from the UI or the API, as a probability; None when empty or 0."""
+    if percent is None or percent == "":
+        return None
+    try:
+        value = float(percent)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ServiceError(f"confidence below must be a percentage from 0 to 100, got {str(percent)[:20]!r}") from None
+    if not 0 <= value <= 100:
+        raise ServiceError(f"confidence below must be a percentage from 0 to 100, got {value:g}")
+    return value / 100 if value else None
 
 
 def product_page(
@@ -523,31 +537,33 @@ def product_page(
     category: str | None = None,
     status: str | None = None,
     search: str = "",
+    labels: str = "",
+    confidence_below: object = None,
     page: int = 1,
     per_page: int = 24,
 ) -> ProductPage:
-    """A page of the user's products, newest first, filtered by category, status and a search
-    text (a product id, or part of any current label value). The newest 1,000 are searched."""
-    if status is not None and status not in PRODUCT_STATUSES:
-        raise ServiceError(f"unknown status {status!r}; choose one of {', '.join(PRODUCT_STATUSES)}")
-    needle = search.strip().lower()
+    """A page of the user's products, newest first, filtered in SQL (``db.listing``) by category,
+    status (or "ready" / "incomplete"), a search text (a product id, or part of any current label
+    value), current labels ("color=red; pattern=striped", checked against the taxonomy) and
+    "confidence below X%" (the newest suggestion has a field below X)."""
+    if status is not None and status not in STATUS_FILTERS:
+        raise ServiceError(f"unknown status {status!r}; choose one of {', '.join(STATUS_FILTERS)}")
+    cat = ctx.taxonomy.category(category).name if category else None
+    filters = db.ListFilter(
+        category=cat,
+        status=status,
+        search=str(search or ""),
+        labels=label_filter.parse_label_filter(ctx.taxonomy, labels, cat),
+        confidence_below=confidence_threshold(confidence_below),
+    )
+    per_page = max(1, min(int(per_page), 500))
     with ctx.transaction() as session:
         user = user_of(session, viewer)
-        filters = db.ProductFilter(category=ctx.taxonomy.category(category).name if category else None)
-        products = db.list_products(session, user, filters, limit=SEARCHED_PRODUCTS)
-        if needle:
-            labels = db.current_labels_bulk(session, user, ctx.taxonomy, [p.id for p in products])
-            products = [
-                p
-                for p in products
-                if needle == str(p.id) or any(v and needle in v.lower() for v in labels.get(p.id, {}).values())
-            ]
-        rows = _product_rows(ctx, session, user, products)
-    if status is not None:
-        rows = [r for r in rows if r.status == status]
-    pages = max(1, -(-len(rows) // per_page))
-    page = max(1, min(int(page), pages))
-    return ProductPage(rows[(page - 1) * per_page : page * per_page], len(rows), page, pages)
+        _, total = db.list_page(session, user, ctx.taxonomy, filters, limit=0)
+        pages = max(1, -(-total // per_page))
+        page = max(1, min(int(page), pages))  # past the end: the last page
+        found, total = db.list_page(session, user, ctx.taxonomy, filters, limit=per_page, offset=(page - 1) * per_page)
+    return ProductPage([_listed_row(item) for item in found], total, page, pages)
 
 
 def history(ctx: AppContext, viewer: Viewer, product_id: int) -> list[dict]:

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from . import learning, services
+from . import completeness, learning, services
 from .api import register_api
 from .context import AppContext
 from .errors import USER_ERRORS, friendly
@@ -30,6 +30,7 @@ from .form import (
 )
 from .services import ProductView, ServiceError, Suggestion, Viewer
 from .ui_admin import build_admin
+from .undo import undo_last_save
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                         slots = [gr.Dropdown(visible=False, interactive=True) for _ in range(n_slots)]
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
+                            undo_btn = gr.Button("Undo last save", elem_id="vt-undo")
                             next_btn = gr.Button(
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
@@ -225,10 +227,25 @@ def build(ctx: AppContext) -> gr.Blocks:
                 with gr.Row():
                     products_category = gr.Dropdown([ANY, *categories], value=ANY, label="Category")
                     products_status = gr.Dropdown(
-                        [ANY, *services.PRODUCT_STATUSES], value=ANY, label="Status", elem_id="vt-products-status"
+                        [ANY, *services.STATUS_FILTERS], value=ANY, label="Status", elem_id="vt-products-status"
                     )
                     products_search = gr.Textbox(label="Search: product id or a label value", scale=2)
-                    refresh_products = gr.Button("Search", scale=0, min_width=100)
+                with gr.Row():
+                    products_labels = gr.Textbox(
+                        label="Labels (attribute=value; ...)",
+                        placeholder="color=red; pattern=striped",
+                        scale=2,
+                        elem_id="vt-products-labels",
+                    )
+                    products_below = gr.Number(
+                        0,
+                        label="Suggestion confidence below (%)",
+                        info="a field of the newest suggestion below this; 0: any",
+                        minimum=0,
+                        maximum=100,
+                        elem_id="vt-products-below",
+                    )
+                    refresh_products = gr.Button("Search", scale=0, min_width=100, elem_id="vt-products-search")
                 products_note = gr.Markdown(elem_id="vt-products-note")
                 products_gallery = gr.Gallery(
                     columns=6,
@@ -384,6 +401,18 @@ def build(ctx: AppContext) -> gr.Blocks:
                 batch_table: batch_view(rows, following[0]),
             }
 
+        @friendly
+        def on_undo(product_id: int | None, request: gr.Request) -> dict[Any, Any]:
+            if product_id is None:
+                raise ServiceError("nothing to undo: open a product first (upload one, or pick it in My products)")
+            viewer = Viewer.of(request)
+            undone = undo_last_save(ctx, viewer, product_id)
+            return {**open_product(viewer, product_id), save_msg: undone.message}
+
+        undo_btn.click(on_undo, [current], form_outputs, api_visibility="private").then(
+            on_learning, None, [learning_md], api_visibility="private"
+        )
+
         next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private").then(
             on_learning, None, [learning_md], api_visibility="private"
         )
@@ -427,7 +456,9 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         gallery.select(on_pick, [queue_ids], [*form_outputs, tabs], api_visibility="private")
 
-        def list_products(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
+        def list_products(
+            category: str, status: str, search: str, labels: str, below: float | None, page: int, request: gr.Request
+        ) -> dict[Any, Any]:
             viewer = Viewer.of(request)
             found = services.product_page(
                 ctx,
@@ -435,13 +466,15 @@ def build(ctx: AppContext) -> gr.Blocks:
                 category=None if category in (ANY, None) else category,
                 status=None if status in (ANY, None) else status,
                 search=search or "",
+                labels=labels or "",
+                confidence_below=below,
                 page=page,
             )
             pictures = [
                 (
                     services.product_image(ctx, viewer, r.product_id, thumbnail=True),
                     f"#{r.product_id} {r.category} · {r.status} · "
-                    f"{r.labelled}/{r.attributes} ({percent(r.completeness)})",
+                    + ("ready" if r.ready else f"{r.labelled}/{r.attributes} confirmed ({percent(r.completeness)})"),
                 )
                 for r in found.rows
             ]
@@ -450,6 +483,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 if found.total
                 else "No product matches: change the filters, or upload photos in the Label tab."
             )
+            note = completeness.summary_line(ctx, viewer) + "\n\n" + note
             return {
                 products_gallery: gr.update(value=pictures, visible=bool(pictures)),
                 products_ids: [r.product_id for r in found.rows],
@@ -457,22 +491,34 @@ def build(ctx: AppContext) -> gr.Blocks:
                 products_note: note,
             }
 
-        product_filters = [products_category, products_status, products_search]
+        product_filters = [products_category, products_status, products_search, products_labels, products_below]
         product_outputs = [products_gallery, products_ids, products_page, products_note]
 
         @friendly
-        def on_products(category: str, status: str, search: str, request: gr.Request) -> dict[Any, Any]:
-            return list_products(category, status, search, 1, request)
+        def on_products(
+            cat: str, status: str, text: str, labels: str, below: float | None, request: gr.Request
+        ) -> dict:
+            return list_products(cat, status, text, labels, below, 1, request)
 
         @friendly
-        def on_prev_page(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
-            return list_products(category, status, search, page - 1, request)
+        def on_prev_page(
+            cat: str, status: str, text: str, labels: str, below: float | None, page: int, request: gr.Request
+        ) -> dict:
+            return list_products(cat, status, text, labels, below, page - 1, request)
 
         @friendly
-        def on_next_page(category: str, status: str, search: str, page: int, request: gr.Request) -> dict[Any, Any]:
-            return list_products(category, status, search, page + 1, request)
+        def on_next_page(
+            cat: str, status: str, text: str, labels: str, below: float | None, page: int, request: gr.Request
+        ) -> dict:
+            return list_products(cat, status, text, labels, below, page + 1, request)
 
-        for trigger in (refresh_products.click, products_search.submit, products_tab.select):
+        for trigger in (
+            refresh_products.click,
+            products_search.submit,
+            products_labels.submit,
+            products_below.submit,
+            products_tab.select,
+        ):
             trigger(on_products, product_filters, product_outputs, api_visibility="private")
         for control in (products_category, products_status):
             control.input(on_products, product_filters, product_outputs, api_visibility="private")

@@ -24,6 +24,8 @@ NAMED = {
     "/upload": "new",
     "/product": "own",
     "/save": "own",
+    "/undo_save": "own",
+    "/completeness": "list",
     "/history": "own",
     "/queue": "list",
     "/products": "list",
@@ -62,6 +64,8 @@ UI_EVENTS = {
     "on_learning",  # the seller's own corrections line (on load, after save, after save-and-next)
     "on_learning_1",
     "on_learning_2",
+    "on_learning_3",  # after "Undo last save"
+    "on_undo",  # "Undo last save": the undo service with the request's user (as /undo_save)
     "on_activate",
     "on_load",
     "on_upload",
@@ -83,6 +87,8 @@ UI_EVENTS = {
     "on_products_2",
     "on_products_3",
     "on_products_4",
+    "on_products_5",  # the label filter and the confidence filter, on Enter
+    "on_products_6",
     "on_prev_page",
     "on_next_page",
     "on_open_product",
@@ -172,7 +178,12 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
     pid, kind = alices["id"], NAMED[endpoint]
     before = query(db_url(app), "SELECT count(*) FROM label_events")
     if kind == "own":
-        args = {"/product": (pid,), "/history": (pid,), "/save": (pid, "Kurtis", {"color": "blue"})}[endpoint]
+        args = {
+            "/product": (pid,),
+            "/history": (pid,),
+            "/save": (pid, "Kurtis", {"color": "blue"}),
+            "/undo_save": (pid,),
+        }[endpoint]
         outcome, message = call_as(app, "bob", endpoint, *args)
         assert outcome == "error" and message == f"product {pid} not found", message
         assert query(db_url(app), "SELECT count(*) FROM label_events") == before
@@ -182,7 +193,10 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
         args = {"/queue": (100,), "/products": (100, 0)}.get(endpoint, ())
         outcome, theirs = call_as(app, "bob", endpoint, *args)
         assert outcome == "complete", theirs
-        if endpoint == "/counts":
+        if endpoint == "/completeness":  # one line per seller: bob's own, not alice's
+            assert [r["seller"] for r in theirs] == ["bob"], theirs
+            assert [r["seller"] for r in call_as(app, "alice", endpoint)[1]] == ["alice"]
+        elif endpoint == "/counts":
             assert sum(r["labelled"] for r in theirs) == 0, theirs  # bob has labelled nothing
             assert sum(r["labelled"] for r in call_as(app, "alice", endpoint)[1]) == 1
         else:

@@ -12,7 +12,9 @@ COLOR = AttributeSuggestion("blue", 0.7, (("blue", 0.7), ("red", 0.2), ("green",
 UNSURE = AttributeSuggestion("striped", 0.3, (("striped", 0.3), ("solid", 0.29)))
 
 
-def _view(labels: dict[str, str | None] | None = None, suggestion: Suggestion | None = None) -> ProductView:
+def _view(
+    labels: dict[str, str | None] | None = None, suggestion: Suggestion | None = None, answered: int = 0
+) -> ProductView:
     return ProductView(
         product_id=7,
         category="tee",
@@ -20,6 +22,7 @@ def _view(labels: dict[str, str | None] | None = None, suggestion: Suggestion | 
         labels=labels or {"color": None, "pattern": None},
         suggestion=suggestion,
         has_image=True,
+        answered=answered,
     )
 
 
@@ -60,9 +63,12 @@ def test_another_category_drops_the_suggestion_and_the_saved_labels(gen_taxonomy
 
 
 def test_the_summary_says_where_the_prefill_comes_from(gen_taxonomy: Taxonomy) -> None:
-    view = _view({"color": "red", "pattern": None}, SUGGESTION)
+    view = _view({"color": "red", "pattern": None}, SUGGESTION, answered=1)
     text = summary_markdown(view, form_state(gen_taxonomy, view), "v-one")
-    assert "**Product 7**" in text and "model `v-one`" in text and "1 of 2 attributes saved before" in text
+    assert "**Product 7**" in text and "model `v-one`" in text
+    assert "Completeness: 1 of 2 attributes confirmed (50%)" in text
+    done = _view({"color": "red", "pattern": "not applicable"}, SUGGESTION, answered=2)
+    assert "**Ready**: all 2 attributes confirmed" in summary_markdown(done, form_state(gen_taxonomy, done), "v-one")
     bare = _view()
     assert "No trained model yet" in summary_markdown(bare, form_state(gen_taxonomy, bare), None)
     assert "No suggestion for this category" in summary_markdown(bare, form_state(gen_taxonomy, bare), "v-one")

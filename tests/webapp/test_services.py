@@ -162,7 +162,16 @@ def test_an_internal_error_during_upload_is_not_reported_as_a_refused_photo(app:
 def test_the_api_json_keeps_its_shape(app: App) -> None:
     result = services.upload_one(app.ctx, app.alice, app.photo("a"), "tee")
     data = services.as_json(result)
-    assert list(data) == ["product_id", "category", "attributes", "labels", "suggestion", "has_image", "created"]
+    assert list(data) == [
+        "product_id",
+        "category",
+        "attributes",
+        "labels",
+        "suggestion",
+        "has_image",
+        "answered",
+        "created",
+    ]
     assert set(data["suggestion"]) == {"model_version", "category", "category_confidence", "attributes"}
     assert set(data["suggestion"]["attributes"]["color"]) == {"value", "confidence", "alternatives"}
     assert "photo" not in data
