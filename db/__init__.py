@@ -22,6 +22,7 @@ from .labels import (
     current_labels,
     current_labels_bulk,
     label_history,
+    last_saved_product,
     record_labels,
 )
 from .media import MediaError, MediaStore
@@ -168,6 +169,7 @@ __all__ = [
     "label_watermark",
     "labeled_examples",
     "labelled_products",
+    "last_saved_product",
     "latest_prediction",
     "latest_predictions",
     "list_products",
