@@ -170,10 +170,10 @@ def search_and_pick(page, slot: int, value: str, count: Counter) -> None:
     options = page.get_by_role("option")
     options.first.wait_for(timeout=10_000)
     names = [shown_value(t.strip()) for t in options.all_inner_texts()]
-    for _ in range(names.index(value) + 1):  # the list opens with no option active
+    for _ in range(names.index(value)):  # the filtered list opens with its first option active
         page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    count.keys += names.index(value) + 2
+    count.keys += names.index(value) + 1
 
 
 def label_with_keys(page, attrs: list[str], truth: dict[str, str | None], count: Counter) -> None:
@@ -194,8 +194,7 @@ def label_with_keys(page, attrs: list[str], truth: dict[str, str | None], count:
         else:
             page.keyboard.press("/")
             search_and_pick(page, field["slot"], want, count)
-            page.keyboard.press("Escape")  # back from the search to the keys
-            count.keys += 2
+            count.keys += 1  # the "/"; picking the option gives the keys back
             focus = i
     page.keyboard.press("Control+Enter")
     count.keys += 1  # a chord, counted as one keystroke
@@ -227,7 +226,9 @@ def label_with_mouse(page, attrs: list[str], truth: dict[str, str | None], count
     count.clicks += 1
 
 
-def run_seller(browser, url: str, user: str, products: dict[int, LabeledExample], taxonomy, keys: bool) -> dict:
+def run_seller(
+    browser, url: str, user: str, products: dict[int, LabeledExample], taxonomy, keys: bool, shots: Path
+) -> dict:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(url)
     page.get_by_label("username").fill(user)
@@ -244,7 +245,11 @@ def run_seller(browser, url: str, user: str, products: dict[int, LabeledExample]
     while current is not None:
         example = products[current]
         attrs = list(taxonomy.category(example.category).attribute_names)
-        (label_with_keys if keys else label_with_mouse)(page, attrs, example.labels, count)
+        try:
+            (label_with_keys if keys else label_with_mouse)(page, attrs, example.labels, count)
+        except Exception:
+            page.screenshot(path=str(shots / f"failed-{user}.png"), full_page=True)  # what the seller saw
+            raise
         done.append(current)
         current = wait_for_next(page, current)
     seconds = time.perf_counter() - t0
@@ -356,7 +361,7 @@ def main() -> int:
             chromium = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             for user, keys in (("keys", True), ("mouse", False)):
-                result = run_seller(browser, url, user, owned[user], taxonomy, keys)
+                result = run_seller(browser, url, user, owned[user], taxonomy, keys, work)
                 right, total = check_saved(data_dir / "visual_taxonomy.sqlite3", user, owned[user])
                 if sorted(result.pop("saved")) != sorted(owned[user]) or right != total:
                     raise RuntimeError(f"{user}: {right} of {total} fields saved right, or products missed")

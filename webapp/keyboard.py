@@ -146,9 +146,11 @@ def hidden_chips(boxes: list[gr.Radio]) -> dict[Any, Any]:
 
 def wire(slots: list[gr.Dropdown], boxes: list[gr.Radio]) -> None:
     """A picked chip sets its dropdown, and a dropdown's value selects its chip, both in the browser."""
-    for slot, box in zip(slots, boxes):
+    for i, (slot, box) in enumerate(zip(slots, boxes)):
         box.input(None, [box], [slot], js="(v) => v", api_visibility="private")
-        slot.change(None, [slot], [box], js="(v) => v", api_visibility="private")
+        # Tells the keys' script the pick is in: Ctrl+Enter waits for it before saving.
+        applied = f"(v) => {{ if (window.vtKeyboard) window.vtKeyboard.applied({i}); return v; }}"
+        slot.change(None, [slot], [box], js=applied, api_visibility="private")
 
 
 def copied_message(source_id: int | None, copied: int) -> str:

@@ -206,8 +206,8 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 chips.append(keyboard.chip_box(i))
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
-                            skip_btn = gr.Button("Skip  (s)", elem_id=keyboard.SKIP_ID)
-                            copy_btn = gr.Button("Copy previous  (c)", elem_id=keyboard.COPY_PREVIOUS_ID, min_width=180)
+                            skip_btn = gr.Button("Skip  (s)", elem_id=keyboard.SKIP_ID, size="md")
+                            copy_btn = gr.Button("Copy previous  (c)", elem_id=keyboard.COPY_PREVIOUS_ID, size="md")
                             next_btn = gr.Button(
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next", scale=2
                             )

@@ -74,16 +74,17 @@ def test_a_seller_labels_products_with_the_keyboard_only(served: Served, browser
     page.screenshot(path=str(shots(tmp_path) / "keyboard-form.png"), full_page=True)
     keys = page.keyboard
 
-    # Product 1: "2" picks the model's second colour and moves on to pattern; "1" takes its top one.
+    # Product 1: "2" picks the model's second colour and moves on to pattern; "2" there too, and
+    # Ctrl+Enter at once: the save waits for the pick to reach the field.
     colors, patterns = _chips(served, first, "color"), _chips(served, first, "pattern")
     keys.press("2")
     expect(page.locator("#vt-slot-0 input")).to_have_value(re.compile("^" + colors[1]))
-    keys.press("1")
+    keys.press("2")
     keys.press("Control+Enter")
     _open(page, second)
     saved = _saved(served, first)
     assert saved["color"] == (colors[1], "model_edited")  # another alternative than the model's top
-    assert saved["pattern"] == (patterns[0], "model_accepted")
+    assert saved["pattern"] == (patterns[1], "model_edited")
 
     # Product 2: down to pattern, "0" is not applicable; back up, "1" is the top colour; Enter accepts.
     colors = _chips(served, second, "color")
@@ -91,7 +92,7 @@ def test_a_seller_labels_products_with_the_keyboard_only(served: Served, browser
     keys.press("0")
     expect(page.locator("#vt-slot-1 input")).to_have_value(re.compile("^not applicable"))
     keys.press("Shift+Tab")
-    keys.press("1")
+    keys.press("1")  # the model's top colour
     keys.press("Enter")
     expect(page.locator("#vt-kbd-status")).to_contain_text("accepted")
     keys.press("Control+Enter")

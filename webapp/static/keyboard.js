@@ -8,6 +8,14 @@
   if (window.vtKeyboard) return;
   const SLOT = 'vt-slot-';
   const state = { slot: null, product: null };
+  // Picks and copies on their way into the form: "save" waits for them, or it would send the old
+  // values (a chip sets its dropdown one event later; a copy is a round trip to the server).
+  const pending = new Map(); // what -> deadline (ms)
+  const settled = () => {
+    const now = Date.now();
+    for (const [what, deadline] of pending) if (deadline < now) pending.delete(what);
+    return pending.size === 0;
+  };
 
   const typing = (el) => {
     if (!el || el === document.body) return false;
@@ -48,9 +56,11 @@
       state.product = product;
       state.slot = visible.length ? visible[0] : null;
       status('');
-      // The button that brought this product (Upload, a batch row) lets go, so Enter is the form's.
+      // The button that brought this product (Upload, a batch row) or a field's search left open
+      // lets go, so the keys are the form's.
       const active = document.activeElement;
-      if (product !== null && active && active !== document.body && !typing(active)) active.blur();
+      const release = active && active !== document.body && (!typing(active) || active.closest(`[id^="${SLOT}"]`));
+      if (product !== null && release) active.blur();
     }
     if (!visible.includes(state.slot)) state.slot = visible.length ? visible[0] : null;
     return visible;
@@ -95,6 +105,7 @@
       status(`no chip ${n} here: / searches all values`);
       return false;
     }
+    if (!label.classList.contains('selected')) pending.set(`slot-${state.slot}`, Date.now() + 2000);
     label.click(); // the radio's own input event sets the dropdown (keyboard.wire)
     status('');
     return true;
@@ -137,9 +148,30 @@
     button.click();
     return true;
   };
+  const saveNext = () => {
+    if (!byId('vt-save-next')) return false;
+    const go = () => (settled() ? press('vt-save-next') : setTimeout(go, 20));
+    go();
+    return true;
+  };
+  // A copy is in once its message changes (keyboard.copied_message), or after 3 s at most (the
+  // same message again).
+  let beforeCopy = null;
+  const message = () => (byId('vt-save-msg')?.textContent || '').trim();
+  const copy = (id) => {
+    beforeCopy = message();
+    if (press(id)) pending.set('copy', Date.now() + 3000);
+  };
 
   // Clicking or typing in an attribute's dropdown or chips makes it the focused one.
+  let released = null; // a field's search that Enter has just closed
+  const letGo = (input) => {
+    if (released !== input) return;
+    released = null;
+    input.blur();
+  };
   document.addEventListener('focusin', (e) => {
+    if (e.target !== released) released = null;
     const el = e.target.closest && e.target.closest(`[id^="${SLOT}"], [id^="vt-chips-"]`);
     if (!el) return;
     const i = Number(el.id.replace(/^vt-(slot|chips)-/, ''));
@@ -152,21 +184,37 @@
   window.addEventListener(
     'keydown',
     (e) => {
-      if (e.defaultPrevented || e.isComposing) return;
+      if (e.defaultPrevented || e.isComposing || ['Control', 'Shift', 'Alt', 'Meta'].includes(e.key)) return;
       const active = document.activeElement;
       if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
-        if (press('vt-save-next')) e.preventDefault();
+        // Not for a field's search too: it would take Enter as a pick again and undo the last one.
+        if (saveNext()) {
+          e.preventDefault();
+          e.stopPropagation();
+        }
         return;
       }
-      if (typing(active)) {
+      // A key right after a search's Enter is the form's again, though the search keeps the browser's
+      // focus until its value is in (blurring it sooner would undo the pick).
+      const searching = typing(active) && active !== released;
+      if (searching) {
+        const field = active.closest(`[id^="${SLOT}"]`);
         // Escape leaves a dropdown's search for the keys again (Gradio closes its list first).
-        if (e.key === 'Escape' && active.closest(`[id^="${SLOT}"]`)) setTimeout(() => active.blur(), 0);
+        if (e.key === 'Escape' && field) setTimeout(() => active.blur(), 0);
+        // Enter takes the search's option and gives the keys back; a save right after it waits for
+        // the value to arrive (or 1 s: it was the same value).
+        if (e.key === 'Enter' && field) {
+          pending.set(`slot-${field.id.slice(SLOT.length)}`, Date.now() + 1000);
+          released = active;
+          setTimeout(() => letGo(active), 1000); // the same value again: no change comes
+        }
         return;
       }
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       const visible = current();
       if (!visible.length || !shown(byId('vt-save-next'))) return; // not on the Label tab
-      const inForm = !active || active === document.body || active.closest('[id^="vt-chips-"]') !== null;
+      const inForm =
+        !active || active === document.body || active === released || active.closest('[id^="vt-chips-"]') !== null;
       let handled = true;
       if (e.key === 'ArrowDown' || (e.key === 'Tab' && !e.shiftKey && inForm)) move(1);
       else if (e.key === 'ArrowUp' || (e.key === 'Tab' && e.shiftKey && inForm)) move(-1);
@@ -179,10 +227,12 @@
           input.focus();
           input.select();
         }
-      } else if (e.key === 'c') press('vt-copy-previous');
+      } else if (e.key === 'c') copy('vt-copy-previous');
       else if (e.key === 's') press('vt-skip');
-      else if (e.key === 'm') press('vt-copy-similar'); // another tool's button: nothing when absent
+      else if (e.key === 'm') press('vt-copy-similar'); // another helper's button: nothing when absent
+      else if (e.key === 'Escape' && active === released) letGo(active);
       else handled = false;
+      if (!handled && active === released) released = null; // typing in the search again
       if (handled) {
         e.preventDefault();
         e.stopPropagation();
@@ -195,6 +245,7 @@
     document.head.appendChild(style);
     let queued = false;
     new MutationObserver(() => {
+      if (pending.has('copy') && message() !== beforeCopy) pending.delete('copy');
       if (queued) return;
       queued = true;
       requestAnimationFrame(() => {
@@ -206,5 +257,10 @@
   };
   if (document.body) start();
   else document.addEventListener('DOMContentLoaded', start);
-  window.vtKeyboard = { state, slots, pick, move, acceptSure };
+  // keyboard.wire's dropdown.change calls this: the chip picked for slot i has reached its dropdown.
+  const applied = (i) => {
+    pending.delete(`slot-${i}`);
+    if (released && released.closest(`#${SLOT}${i}`)) setTimeout(() => released && letGo(released), 0);
+  };
+  window.vtKeyboard = { state, slots, pick, move, acceptSure, applied };
 })();
