@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import statistics
@@ -100,3 +101,20 @@ def wait_for_app(process: subprocess.Popen, url: str, log: Path, timeout: float 
         except httpx.HTTPError:
             time.sleep(0.5)
     raise RuntimeError(f"the app did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def write_subset(source: Path, ids: set[str], target: Path) -> None:
+    """``target`` in the competition layout: the rows of ``ids`` from source's train.csv, photos linked."""
+    (target / "images").mkdir(parents=True, exist_ok=True)
+    with open(source / "train.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(target / "train.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(rows[0])
+        writer.writerows(r for r in rows[1:] if r[0] in ids)
+    for name in ("category_attributes.parquet", "category_attributes.json"):
+        if (source / name).is_file():
+            (target / name).write_bytes((source / name).read_bytes())
+    for photo in (source / "images").iterdir():
+        if photo.stem in ids:
+            (target / "images" / photo.name).symlink_to(photo.resolve())

@@ -26,7 +26,6 @@ loop's active model. val.csv is read for scoring only; nothing in the app sees i
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -38,7 +37,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, percentile, wait_for_app
+from _common import MYNTRA, ROOT, percentile, wait_for_app, write_subset
 
 from taxonomy import LabeledExample, Taxonomy, load_taxonomy
 from trainer import evaluate_checkpoint, read_dataset, train_full
@@ -57,23 +56,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def write_subset(source: Path, ids: set[str], target: Path) -> None:
-    """``target`` in the competition layout: the rows of ``ids`` from source's train.csv, photos linked."""
-    (target / "images").mkdir(parents=True, exist_ok=True)
-    with open(source / "train.csv", newline="") as handle:
-        rows = list(csv.reader(handle))
-    with open(target / "train.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(rows[0])
-        writer.writerows(r for r in rows[1:] if r[0] in ids)
-    for name in ("category_attributes.parquet", "category_attributes.json"):
-        if (source / name).is_file():
-            (target / name).write_bytes((source / name).read_bytes())
-    for photo in (source / "images").iterdir():
-        if photo.stem in ids:
-            (target / "images" / photo.name).symlink_to(photo.resolve())
 
 
 class App:

@@ -23,6 +23,7 @@ from .labels import (
     current_labels,
     current_labels_bulk,
     label_history,
+    last_saved_product,
     record_labels,
 )
 from .listing import LIST_STATUSES, ListedProduct, ListFilter, list_page
@@ -180,6 +181,7 @@ __all__ = [
     "label_watermark",
     "labeled_examples",
     "labelled_products",
+    "last_saved_product",
     "latest_prediction",
     "latest_predictions",
     "list_page",

@@ -167,3 +167,26 @@ def label_history(session: Session, viewer: User, product_id: int) -> list[Histo
         )
         for e, name in rows
     ]
+
+
+def last_saved_product(session: Session, viewer: User, category: str, *, exclude: int | None = None) -> Product | None:
+    """The product of ``category`` whose labels ``viewer`` confirmed most recently (not ``exclude``).
+
+    "Most recently" is the newest confirmed event the viewer wrote (ids only grow), so a product
+    saved again moves to the front; None when the viewer has saved no other product of ``category``.
+    """
+    query = (
+        select(Product)
+        .join(LabelEvent, LabelEvent.product_id == Product.id)
+        .where(
+            LabelEvent.user_id == user_id(viewer),
+            LabelEvent.source.in_(CONFIRMED_SOURCES),
+            Product.category == category,
+            visible_to(viewer),
+        )
+        .order_by(LabelEvent.id.desc())
+        .limit(1)
+    )
+    if exclude is not None:
+        query = query.where(Product.id != exclude)
+    return session.scalars(query).first()

@@ -23,6 +23,7 @@ SMOKE = {
     "loop.py": ["--smoke"],
     "quantized.py": ["--smoke"],
     "calibration.py": ["--smoke"],
+    "keyboard.py": ["--smoke"],
 }
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 64  # photos per forward pass and per write transaction
 DECODE_THREADS = 2
+SUGGESTION_TOP_K = 5  # alternatives kept per attribute: the form shows them as chips, keys 1-5
 
 Progress = Callable[[int, int, float], None]  # (done, total, seconds so far)
 
@@ -67,7 +68,7 @@ def predict(
         return []
     raw = torch.stack([photo for _, photo in kept])  # (b, 3, S, S) uint8
     predictions = predictor.predict_prepared(
-        raw, [item.category for item, _ in kept], top_k=3, ids=[str(item.product_id) for item, _ in kept]
+        raw, [item.category for item, _ in kept], top_k=SUGGESTION_TOP_K, ids=[str(item.product_id) for item, _ in kept]
     )
     return [(item.product_id, prediction) for (item, _), prediction in zip(kept, predictions)]
 

@@ -206,7 +206,9 @@ class ModelManager:
         loaded = self._loaded
         if loaded is None:
             return None
-        return loaded.version_id, loaded.predictor.predict(images, categories=categories, top_k=3)
+        return loaded.version_id, loaded.predictor.predict(
+            images, categories=categories, top_k=scoring.SUGGESTION_TOP_K
+        )
 
     # -- training ------------------------------------------------------------------------------
 

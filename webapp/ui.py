@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from . import completeness, learning, services
+from . import completeness, keyboard, learning, services
 from .api import register_api
 from .context import AppContext
 from .errors import USER_ERRORS, friendly
@@ -39,7 +39,8 @@ ANY = "(any)"
 HISTORY_COLUMNS = ["when", "who", "attribute", "value", "how", "suggested by"]
 MIN_SLOTS = 10
 
-CSS = """
+CSS = (
+    """
 .vt-low { border: 2px solid #e8590c !important; border-radius: 8px; background: #fff4e6 !important; }
 .vt-low label span { color: #c2410c; font-weight: 600; }
 #vt-save-next { min-height: 48px; }
@@ -47,8 +48,10 @@ CSS = """
   font-size: 17px; background: #fff4e6; border-bottom: 3px solid #e8590c; color: #7c2d12; }
 #vt-logout { max-width: 120px; }
 """
+    + keyboard.CSS
+)
 
-# Ctrl+Enter (Cmd+Enter) anywhere in the form is "Save and next": the hands stay on the keyboard.
+# The keys of keyboard-first labeling (Ctrl+Enter is "Save and next") are in static/keyboard.js.
 # A request refused because the sign-in is gone (logged out in another tab, or lapsed) says so in
 # a banner with a way back, instead of Gradio's bare "Error".
 HEAD = """
@@ -67,14 +70,8 @@ HEAD = """
     return response;
   };
 })();
-document.addEventListener('keydown', (e) => {
-  if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
-    const button = document.querySelector('#vt-save-next');
-    if (button) { e.preventDefault(); button.click(); }
-  }
-});
 </script>
-"""
+""" + keyboard.head()
 
 
 def discard_sent(path: str | None) -> None:
@@ -103,6 +100,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 save_msg: "",
                 history_table: pd.DataFrame(columns=HISTORY_COLUMNS),
                 **{slot: gr.update(visible=False, value=None) for slot in slots},
+                **keyboard.hidden_chips(chips),
             }
         form = form_state(ctx.taxonomy, view, category)
         active = ctx.models.active
@@ -129,6 +127,7 @@ def build(ctx: AppContext) -> gr.Blocks:
             save_msg: "",
             history_table: pd.DataFrame(columns=HISTORY_COLUMNS),
             **updates,
+            **keyboard.chip_updates(ctx.taxonomy, form, chips),
         }
 
     def show(view: ProductView, image: Image.Image | None) -> dict[Any, Any]:
@@ -167,6 +166,7 @@ def build(ctx: AppContext) -> gr.Blocks:
         form_attrs = gr.State([])
         current = gr.State(None)
         shown = gr.State(None)  # the suggestion the form shows (a services.Suggestion), for provenance
+        skipped = gr.State([])  # products skipped ("s") in this session: not offered again
         header_timer = gr.Timer(5.0)
         with gr.Tabs() as tabs:
             with gr.Tab("Label", id="label"):
@@ -197,12 +197,21 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 category_box = gr.Dropdown(
                                     categories, label="Category", value=None, elem_id="vt-category"
                                 )
-                        slots = [gr.Dropdown(visible=False, interactive=True) for _ in range(n_slots)]
+                        gr.HTML(keyboard.LEGEND)
+                        slots, chips = [], []
+                        for i in range(n_slots):  # each attribute's dropdown, its numbered chips below
+                            with keyboard.attribute_box(i):
+                                slots.append(
+                                    gr.Dropdown(visible=False, interactive=True, elem_id=keyboard.SLOT_ID.format(i))
+                                )
+                                chips.append(keyboard.chip_box(i))
                         with gr.Row():
                             save_btn = gr.Button("Save", elem_id="vt-save")
                             undo_btn = gr.Button("Undo last save", elem_id="vt-undo")
+                            skip_btn = gr.Button("Skip  (s)", elem_id=keyboard.SKIP_ID, size="md")
+                            copy_btn = gr.Button("Copy previous  (c)", elem_id=keyboard.COPY_PREVIOUS_ID, size="md")
                             next_btn = gr.Button(
-                                "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
+                                "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next", scale=2
                             )
                         save_msg = gr.Markdown(elem_id="vt-save-msg")
                         learning_md = gr.Markdown(elem_id="vt-learning")
@@ -265,7 +274,12 @@ def build(ctx: AppContext) -> gr.Blocks:
                     export_file = gr.File(label="Download", interactive=False)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
                 build_admin(ctx)
-        form_outputs = [photo, summary, category_box, form_attrs, current, shown, save_msg, history_table, *slots]
+        form_outputs = [
+            *[photo, summary, category_box, form_attrs, current, shown, save_msg, history_table],
+            *slots,
+            *chips,
+        ]
+        keyboard.wire(slots, chips)
 
         # -- events: seller ------------------------------------------------------------------
 
@@ -357,7 +371,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 rows = mark_saved(rows, product_id)
             return save_message(result.product_id, result.events, result.sources), rows
 
-        form_inputs = {current, category_box, form_attrs, batch, shown, *slots}
+        form_inputs = {current, category_box, form_attrs, batch, shown, skipped, *slots}
 
         @friendly
         def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
@@ -374,18 +388,24 @@ def build(ctx: AppContext) -> gr.Blocks:
             on_save, form_inputs, [save_msg, batch, batch_table, history_table], api_visibility="private"
         ).then(on_learning, None, [learning_md], api_visibility="private")
 
+        def following_ids(viewer: Viewer, rows: list[BatchRow], product_id: int | None, passed: list[int]) -> list[int]:
+            """The products to open after ``product_id``: the batch's later unsaved ones, else the
+            review queue's, leaving out the ones ``passed`` (skipped) in this session."""
+            ids = [r.product_id for r in rows if r.product_id is not None]
+            later = ids[ids.index(product_id) + 1 :] if product_id in ids else []
+            # Only products nobody has saved yet: one saved with "Save" earlier is not shown again.
+            found = [i for i in services.unsaved(ctx, viewer, later) if i not in passed]
+            if not found:
+                queued = [q.product_id for q in services.review_queue(ctx, viewer, limit=5 + len(passed))]
+                found = [q for q in queued if q != product_id and q not in passed]
+            return found
+
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
             message, rows = do_save(data, viewer)
             product_id = data[current]
-            ids = [r.product_id for r in rows if r.product_id is not None]
-            later = ids[ids.index(product_id) + 1 :] if product_id in ids else []
-            # Only products nobody has saved yet: one saved with "Save" earlier is not shown again.
-            following = services.unsaved(ctx, viewer, later)
-            if not following:
-                queued = [q.product_id for q in services.review_queue(ctx, viewer, limit=5)]
-                following = [q for q in queued if q != product_id]
+            following = following_ids(viewer, rows, product_id, data[skipped] or [])
             if not following:
                 done = render(None)
                 return {
@@ -415,6 +435,43 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private").then(
             on_learning, None, [learning_md], api_visibility="private"
+        )
+
+        @friendly
+        def on_skip(
+            rows: list[BatchRow], product_id: int | None, passed: list[int], request: gr.Request
+        ) -> dict[Any, Any]:
+            """The next product without saving this one (which the queue then leaves out this session)."""
+            if product_id is None:
+                return {}
+            viewer = Viewer.of(request)
+            passed = [*(passed or []), product_id]
+            after = following_ids(viewer, rows or [], product_id, passed)
+            if not after:
+                return {save_msg: f"Skipped product {product_id}; nothing else is waiting.", skipped: passed}
+            return {
+                **open_product(viewer, after[0]),
+                save_msg: f"Skipped product {product_id} without saving.",
+                skipped: passed,
+                batch_table: batch_view(rows or [], after[0]),
+            }
+
+        skip_btn.click(
+            on_skip, [batch, current, skipped], [skipped, batch_table, *form_outputs], api_visibility="private"
+        )
+
+        @friendly
+        def on_copy_previous(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
+            """The labels of the seller's previous saved product of this category, into the form."""
+            if data[current] is None or not data[category_box]:
+                return {}
+            previous = keyboard.previous_labels(ctx, Viewer.of(request), data[current], data[category_box])
+            attrs = data[form_attrs] or []
+            copied = {slots[i]: previous.labels[a] for i, a in enumerate(attrs) if a in previous.labels}
+            return {**copied, save_msg: keyboard.copied_message(previous.product_id, len(copied))}
+
+        copy_btn.click(
+            on_copy_previous, {current, category_box, form_attrs}, [save_msg, *slots], api_visibility="private"
         )
 
         @friendly
