@@ -59,6 +59,7 @@ from .queries import (
     label_watermark,
     labeled_examples,
     labelled_products,
+    photo_products,
     products_labelled_since,
 )
 from .registry import (
@@ -176,6 +177,7 @@ __all__ = [
     "list_versions",
     "make_engine",
     "make_session_factory",
+    "photo_products",
     "predicted_products",
     "prepend_version_note",
     "product_total",
