@@ -40,8 +40,10 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 _LOCK = threading.Lock()  # one writer per process; the file itself is replaced atomically
-_LOG_MAGIC = b"VTEMBLOG"  # then the embedding width as a little-endian uint64: a 16-byte header
-_LOG_HEADER = 16
+# The log's 24-byte header: this magic, the embedding width (little-endian uint64) and a random
+# id of this log's generation (a save empties the log; a reader then starts again at the top).
+_LOG_MAGIC = b"VTEMBLOG"
+_LOG_HEADER = 24
 
 
 def cache_key(fingerprint: str, preprocess: Preprocess) -> str:
@@ -67,6 +69,7 @@ class EmbeddingCache:
                 self._index, self._buf = {}, None
         self.log_path = self.path.with_suffix(".log")
         self.log_offset = 0  # bytes of the log read so far
+        self._log_generation = b""
         self.read_log()
 
     @property
@@ -123,7 +126,9 @@ class EmbeddingCache:
                 header = handle.read(_LOG_HEADER)
                 if len(header) < _LOG_HEADER or header[:8] != _LOG_MAGIC:
                     return 0
-                width = int.from_bytes(header[8:], "little")
+                width = int.from_bytes(header[8:16], "little")
+                if header[16:] != self._log_generation:  # a new log since the last read
+                    self._log_generation, self.log_offset = header[16:], 0
                 record = np.dtype([("key", "S64"), ("vector", "<f4", (width,))])
                 start = max(self.log_offset, _LOG_HEADER)
                 handle.seek(start)
@@ -154,7 +159,7 @@ class EmbeddingCache:
         with self._locked():
             with open(self.log_path, "ab") as handle:
                 if handle.tell() == 0:
-                    handle.write(_LOG_MAGIC + width.to_bytes(8, "little"))
+                    handle.write(_LOG_MAGIC + width.to_bytes(8, "little") + os.urandom(8))
                 elif self._vectors is not None and self._vectors.shape[1] != width:
                     raise ValueError(f"embeddings of width {width} for a cache of width {self._vectors.shape[1]}")
                 handle.write(rows.tobytes())
@@ -180,7 +185,7 @@ class EmbeddingCache:
             atomic_save({"fingerprint": self.fingerprint, "keys": keys, "vectors": vectors}, self.path)
             if self.log_path.exists():
                 os.truncate(self.log_path, 0)
-            self.log_offset = 0
+            self.log_offset, self._log_generation = 0, b""
 
 
 @dataclass

@@ -40,6 +40,11 @@ BACKFILL_BATCH = 8  # small batches: a seller's suggestion waits for one batch a
 Candidate = tuple[int, str, str, str]  # product id, category, photo sha256, photo suffix (db.photo_products)
 
 
+def similarity_text(cosine: float) -> str:
+    """A cosine as a percentage; near 1 with a decimal, so that a near-copy never reads as 100%."""
+    return f"{min(cosine, 0.999):.1%}" if cosine >= 0.99 else f"{max(cosine, 0.0):.0%}"
+
+
 @dataclass(frozen=True)
 class SimilarProduct:
     product_id: int
@@ -60,7 +65,7 @@ class Duplicate:
     exact: bool
 
     def describe(self) -> str:
-        how = "the same photo" if self.exact else f"{self.similarity:.0%} similar"
+        how = "the same photo" if self.exact else f"{similarity_text(self.similarity)} similar"
         return f"looks like product {self.product_id} ({how})"
 
 
@@ -245,3 +250,18 @@ def upload_notes(ctx: AppContext, viewer: Viewer, product_ids: list[tuple[int, b
         if duplicate is not None:
             lines.append(f"Product {product_id} {duplicate.describe()}.")
     return lines
+
+
+def tile_caption(item: SimilarProduct) -> str:
+    """A similar product's tile: its id, similarity and first attribute values."""
+    values = ", ".join(item.key_values()) or "no values"
+    return f"#{item.product_id} · {similarity_text(item.similarity)} · {values}"
+
+
+def panel_markdown(panel: SimilarPanel) -> str:
+    """The panel's text: the near-duplicate flag first, then what was searched."""
+    lines = []
+    if panel.duplicate is not None:
+        lines.append(f"⚠ **This photo {panel.duplicate.describe()}.** Open it to check before labelling twice.")
+    lines.append(panel.note + (" Click one to copy its attributes into the form." if panel.similar else ""))
+    return "\n\n".join(lines)

@@ -60,7 +60,6 @@ def test_the_most_similar_confirmed_product_of_a_near_copy_is_its_original(app: 
     assert len(panel.similar) == 4 and copy.product_id not in [s.product_id for s in panel.similar]
     assert panel.similar[0].labels == {"color": "blue"}
     assert panel.similar[0].similarity > panel.similar[1].similarity
-    print({s.product_id: s.similarity for s in panel.similar}, panel.duplicate)
 
 
 def test_the_embedding_of_an_upload_is_stored_in_its_suggestions_forward_pass(app: App) -> None:
@@ -104,7 +103,8 @@ def test_uploading_the_same_photo_again_is_flagged(app: App) -> None:
     panel = similar.similar_products(app.ctx, app.alice, copy.view.product_id)
     assert panel.duplicate is not None and panel.duplicate.product_id == first and not panel.duplicate.exact
     assert similar.upload_notes(app.ctx, app.alice, [(copy.view.product_id, True)]) == [
-        f"Product {copy.view.product_id} looks like product {first} ({panel.duplicate.similarity:.0%} similar)."
+        f"Product {copy.view.product_id} looks like product {first} "
+        f"({similar.similarity_text(panel.duplicate.similarity)} similar)."
     ]
     # The very same bytes again are that product, and the report says so.
     again = services.upload_one(app.ctx, app.alice, original, "tee")
