@@ -62,6 +62,7 @@ from .queries import (
     label_watermark,
     labeled_examples,
     labelled_products,
+    photo_products,
     products_labelled_since,
 )
 from .registry import (
@@ -192,6 +193,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "owner_completeness",
+    "photo_products",
     "predicted_products",
     "prepend_version_note",
     "product_answered",

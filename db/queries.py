@@ -12,7 +12,7 @@ from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
 from .labels import latest_values, restrict
 from .media import MediaStore
 from .products import image_path, visible_to
-from .tables import CATEGORY_ATTRIBUTE, LabelEvent, Product, User
+from .tables import CATEGORY_ATTRIBUTE, CONFIRMED_SOURCES, LabelEvent, Product, User
 
 _SEP = "|"
 
@@ -142,3 +142,15 @@ def corrections_between(session: Session, viewer: User, after: int, up_to: int |
         where = where & (LabelEvent.id <= up_to)
     query = select(LabelEvent.attribute, func.count()).where(where).group_by(LabelEvent.attribute)
     return {attribute: int(n) for attribute, n in session.execute(query)}
+
+
+def photo_products(session: Session, viewer: User, *, confirmed_only: bool = False) -> list[tuple[int, str, str, str]]:
+    """(id, category, photo sha256, photo suffix) of every product with a photo that the viewer may
+    see, by id; with ``confirmed_only``, of those with a label a person confirmed."""
+    query = select(Product.id, Product.category, Product.image_sha256, Product.image_ext).where(
+        visible_to(viewer), Product.image_sha256.is_not(None), Product.image_ext.is_not(None)
+    )
+    if confirmed_only:
+        confirmed = select(LabelEvent.product_id).where(LabelEvent.source.in_(CONFIRMED_SOURCES))
+        query = query.where(Product.id.in_(confirmed))
+    return [(pid, category, sha, ext) for pid, category, sha, ext in session.execute(query.order_by(Product.id))]

@@ -15,6 +15,7 @@ from taxonomy import AttributePrediction, ProductPrediction
 
 from .calibration import apply_temperatures, is_calibrated
 from .checkpoint import Checkpoint, load_checkpoint
+from .embeddings import cache_key
 from .evaluation import average, to_probabilities
 from .fastpath import inference_backbone
 from .heads import HeadOutputs
@@ -48,6 +49,7 @@ class Predictor:
         self.batch_size = batch_size
         self.tta_flip = tta_flip
         self._lock = threading.Lock()
+        self._embedding_key: str | None = None
 
     @classmethod
     def load(
@@ -81,6 +83,15 @@ class Predictor:
         """Whether the confidences it returns were calibrated (False: an older checkpoint, T = 1)."""
         return is_calibrated(self.checkpoint.metrics)
 
+    @property
+    def embedding_key(self) -> str:
+        """The embedding cache's name for this model's trunk and preprocessing (``embeddings.cache_key``):
+        versions that share a trunk (a heads-only retrain) share their cached embeddings."""
+        if self._embedding_key is None:
+            fingerprint = self.checkpoint.backbone_fingerprint or self.model.backbone.fingerprint()
+            self._embedding_key = cache_key(fingerprint, self.checkpoint.preprocess)
+        return self._embedding_key
+
     def predict(
         self,
         images: Sequence[ImageInput],
@@ -93,6 +104,19 @@ class Predictor:
         category's heads and is reported with probability 1; otherwise the model's category is used.
         Raises ``taxonomy.UnknownCategoryError`` for a category the checkpoint does not know and
         ``taxonomy.ImageError`` for a photo that cannot be decoded."""
+        return self.predict_with_embeddings(images, categories, top_k, ids=ids)[0]
+
+    def predict_with_embeddings(
+        self,
+        images: Sequence[ImageInput],
+        categories: Sequence[str | None] | None = None,
+        top_k: int = 3,
+        *,
+        ids: Sequence[str] | None = None,
+    ) -> tuple[list[ProductPrediction], torch.Tensor]:
+        """``predict``, and the trunk's pooled embedding of each photo (N, C) from the same forward
+        pass (unflipped), as ``embeddings.embed_examples`` caches them: the app stores an upload's
+        for similar-product search without running the trunk a second time."""
         if categories is not None and len(categories) != len(images):
             raise ValueError(f"{len(images)} images but {len(categories)} categories")
         if ids is not None and len(ids) != len(images):
@@ -100,10 +124,15 @@ class Predictor:
         known = self._known(categories, len(images))
         names = list(ids) if ids is not None else [_default_id(img, i) for i, img in enumerate(images)]
         out: list[ProductPrediction] = []
+        vectors: list[torch.Tensor] = []
         for start in range(0, len(images), self.batch_size):
             raw = torch.stack([self.prepare(img) for img in images[start : start + self.batch_size]])  # (b, 3, S, S)
-            out += self._predict_raw(raw, known[start : start + len(raw)], names[start : start + len(raw)], top_k)
-        return out
+            given = torch.tensor(known[start : start + len(raw)], dtype=torch.int64)  # (b,)
+            with self._lock:
+                probs, features = self._forward(raw, given)
+            out += self._to_predictions(probs, given, names[start : start + len(raw)], top_k)
+            vectors.append(features.float().cpu())  # (b, C)
+        return out, torch.cat(vectors) if vectors else torch.empty((0, self.model.backbone.out_features))
 
     def prepare(self, image: ImageInput) -> torch.Tensor:
         """A photo decoded and resized for this model, as a uint8 tensor (3, S, S). Safe to call
@@ -141,11 +170,12 @@ class Predictor:
     ) -> list[ProductPrediction]:
         given = torch.tensor(known, dtype=torch.int64)  # (b,)
         with self._lock:
-            probs = self._forward(raw, given)
+            probs, _ = self._forward(raw, given)
         return self._to_predictions(probs, given, names, top_k)
 
     @torch.inference_mode()
-    def _forward(self, raw: torch.Tensor, given: torch.Tensor) -> HeadOutputs:
+    def _forward(self, raw: torch.Tensor, given: torch.Tensor) -> tuple[HeadOutputs, torch.Tensor]:
+        """The heads' probabilities and the trunk's embeddings of the unflipped photos (b, C)."""
         x = to_model_input(raw.to(self.device), self.checkpoint.preprocess)  # (b, 3, S, S)
         features = self._backbone(x)  # (b, C)
         if self.tta_flip:
@@ -161,7 +191,7 @@ class Predictor:
         # Calibrated confidences; each row's order of values (so the top-1 suggestion) is unchanged.
         probs = apply_temperatures(probs, self.model.heads.head_temperature)
         probs.category_logits = cat_probs
-        return probs
+        return probs, features[0]
 
     def _to_predictions(
         self, probs: HeadOutputs, given: torch.Tensor, names: list[str], top_k: int

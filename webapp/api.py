@@ -11,7 +11,7 @@ from collections.abc import Callable
 import gradio as gr
 from gradio import FileData
 
-from . import learning, services
+from . import learning, services, similar
 from .completeness import completeness as completeness_of
 from .context import AppContext
 from .services import Viewer, as_json
@@ -76,6 +76,11 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
                 offset=services.count_of(offset, name="offset", low=0, high=2**31),
             )
         )
+
+    def similar_products(product_id: int, request: gr.Request) -> dict:
+        """The confirmed products most similar to one of yours (an admin's: anyone's), by the
+        cosine of the active model's trunk embeddings, and the product it looks like a copy of."""
+        return as_json(similar.similar_products(ctx, Viewer.of(request), product_id))
 
     def history(product_id: int, request: gr.Request) -> list:
         """Every label change of one product, oldest first, with its provenance."""
@@ -165,6 +170,7 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         queue,
         products,
         history,
+        similar_products,
         export_labels,
         export_predictions,
         counts,

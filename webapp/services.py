@@ -239,8 +239,12 @@ def _read_upload(ctx: AppContext, path: Path) -> bytes:
     return read_image_bytes(path, max_bytes=limit)
 
 
-def _predict(ctx: AppContext, image: Image.Image, category: str | None) -> tuple[str, ProductPrediction] | None:
-    suggested = ctx.models.suggest([image], [category])
+def _predict(
+    ctx: AppContext, image: Image.Image, category: str | None, *, sha256: str | None = None
+) -> tuple[str, ProductPrediction] | None:
+    """The active model's suggestion; with ``sha256`` (of the photo's bytes) its trunk embedding
+    from the same forward pass is stored too, for similar products."""
+    suggested = ctx.models.suggest([image], [category], keys=None if sha256 is None else [sha256])
     if suggested is None:
         return None
     version, (prediction,) = suggested
@@ -251,10 +255,10 @@ def upload_one(ctx: AppContext, viewer: Viewer, path: str | os.PathLike, categor
     """Store one photo as a product of the user, with the active model's suggestion if any."""
     path = Path(path)
     data = _read_upload(ctx, path)
-    image, _ = decode_image(data, max_bytes=len(data))
+    image, info = decode_image(data, max_bytes=len(data))
     if category:
         category = ctx.taxonomy.category(category).name
-    suggested = _predict(ctx, image, category or None)
+    suggested = _predict(ctx, image, category or None, sha256=info.sha256)
     if not category:
         if suggested is None:
             raise ServiceError("choose the category: there is no trained model yet to recognise it")
@@ -382,6 +386,7 @@ def save_labels(
     labels: dict,
     *,
     shown: Suggestion | _Served | None = SERVED,
+    copied: dict[str, str] | None = None,
 ) -> SaveResult:
     """Record the form: one event per attribute that has a value or was cleared, with provenance.
 
@@ -389,6 +394,12 @@ def save_labels(
     caller that read ``/product`` saw the one served now (the default). A value equal to the shown
     suggestion is 'model_accepted', another value where one was shown 'model_edited', and a value
     without one 'seller': a value that equals a suggestion the seller never saw is the seller's.
+
+    ``copied``: values the form copied from a similar product (``similar.copy_attributes``); one
+    saved as copied is 'seller' even where it equals the suggestion. The schema has no 'copied'
+    source (label_events' CHECK constraint; adding one means a table rebuild on SQLite and every
+    reader of provenance learning a new kind), and 'seller' is what happened: a person chose the
+    value, from their own earlier label, not by accepting the model's.
     """
     if not isinstance(labels, dict):
         raise ServiceError("labels must be an object of attribute -> value")
@@ -432,7 +443,8 @@ def save_labels(
             if value is None and current.get(attr) is None:
                 continue  # left empty and unknown before: nothing to record
             writes[attr] = value
-            sources[attr] = "seller" if value is None else _provenance(value, suggested.get(attr))
+            from_copy = copied is not None and value is not None and copied.get(attr) == value
+            sources[attr] = "seller" if value is None or from_copy else _provenance(value, suggested.get(attr))
         version = seen.model_version if seen is not None else None
         if writes:
             db.record_labels(

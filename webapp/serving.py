@@ -24,6 +24,7 @@ import trainer
 from taxonomy import LabeledExample, ProductPrediction, Taxonomy
 
 from . import gate, scoring
+from .embedding_index import EmbeddingIndex
 from .gate import RunCancelled
 from .worker import Worker, recover_dead_runs
 
@@ -74,6 +75,7 @@ class ModelManager:
         self._thread: threading.Thread | None = None
         self._rescorer: threading.Thread | None = None
         self._refused: str | None = None  # an active version of the database that failed to load
+        self._indexes: dict[str, EmbeddingIndex] = {}  # by embedding key: one per trunk in use
 
     def set_taxonomy(self, taxonomy: Taxonomy) -> None:
         """Use ``taxonomy`` from now on; an active model trained for another one stops serving."""
@@ -199,16 +201,38 @@ class ModelManager:
         return loaded
 
     def suggest(
-        self, images: list[Image.Image], categories: list[str | None]
+        self, images: list[Image.Image], categories: list[str | None], *, keys: list[str] | None = None
     ) -> tuple[str, list[ProductPrediction]] | None:
-        """Predictions of the active model with its version id, or None when there is none."""
+        """Predictions of the active model with its version id, or None when there is none.
+
+        ``keys`` (the sha256 of each photo's bytes): store the photos' trunk embeddings too."""
         self.follow_database()
         loaded = self._loaded
         if loaded is None:
             return None
-        return loaded.version_id, loaded.predictor.predict(
+        if keys is None:
+            return loaded.version_id, loaded.predictor.predict(
+                images, categories=categories, top_k=scoring.SUGGESTION_TOP_K
+            )
+        # The trunk's embeddings come out of the same forward pass: stored for similar products.
+        predictions, vectors = loaded.predictor.predict_with_embeddings(
             images, categories=categories, top_k=scoring.SUGGESTION_TOP_K
         )
+        try:
+            self.embedding_index(loaded).store(list(keys), vectors)
+        except OSError:  # the suggestion stands; the photo is embedded again when it is searched for
+            log.exception("could not store the embeddings of %d photo(s)", len(keys))
+        return loaded.version_id, predictions
+
+    def embedding_index(self, loaded: Loaded) -> EmbeddingIndex:
+        """The stored trunk embeddings of ``loaded``'s trunk (shared by versions with one trunk)."""
+        key = loaded.predictor.embedding_key
+        with self._swap:
+            index = self._indexes.get(key)
+            if index is None:  # a new trunk: the old one's matrix is let go
+                index = EmbeddingIndex(self.cache_dir, key)
+                self._indexes = {key: index}
+        return index
 
     # -- training ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from . import completeness, keyboard, learning, services
+from . import completeness, keyboard, learning, services, similar
 from .api import register_api
 from .context import AppContext
 from .errors import USER_ERRORS, friendly
@@ -47,6 +47,8 @@ CSS = (
 #vt-signed-out { position: fixed; top: 0; left: 0; right: 0; z-index: 10000; padding: 14px; text-align: center;
   font-size: 17px; background: #fff4e6; border-bottom: 3px solid #e8590c; color: #7c2d12; }
 #vt-logout { max-width: 120px; }
+#vt-similar-note p { margin: 4px 0; }
+#vt-similar .caption-label { white-space: normal; max-width: none; left: var(--block-label-margin); font-size: 12px; }
 """
     + keyboard.CSS
 )
@@ -222,6 +224,24 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 wrap=True,
                                 elem_id="vt-history",
                             )
+                    with gr.Column(scale=1, min_width=260, elem_id="vt-similar-panel"):
+                        # Similar confirmed products (webapp/similar.py); filled when a product opens.
+                        similar_note = gr.Markdown(elem_id="vt-similar-note")
+                        duplicate_btn = gr.Button("Open it", visible=False, size="sm", elem_id="vt-open-duplicate")
+                        similar_gallery = gr.Gallery(
+                            label="Similar products you confirmed",
+                            columns=2,
+                            height=390,
+                            object_fit="contain",
+                            allow_preview=False,
+                            elem_id="vt-similar",
+                        )
+                        copy_btn = gr.Button(
+                            "Copy attributes of the most similar", size="md", elem_id="vt-copy-similar"
+                        )
+                        similar_ids = gr.State([])
+                        duplicate_id = gr.State(None)
+                        copied = gr.State({})  # attribute -> value copied into the form, for provenance
             with gr.Tab("Review queue", id="queue") as queue_tab:
                 gr.Markdown(
                     "Your products with suggestions but no confirmed labels, least confident first "
@@ -329,8 +349,13 @@ def build(ctx: AppContext) -> gr.Blocks:
             refused = [
                 f"- **{html.escape(o.file)}** refused: {html.escape(o.error or '')}" for o in outcomes if o.error
             ]
+            looks_like = similar.upload_notes(ctx, Viewer.of(request), [(r.view.product_id, r.created) for r in ok])
             report = "\n".join(
-                [f"{len(ok)} photo(s) ready" + (f", {len(refused)} refused:" if refused else "."), *refused]
+                [
+                    f"{len(ok)} photo(s) ready" + (f", {len(refused)} refused:" if refused else "."),
+                    *refused,
+                    *(f"- ⚠ {html.escape(line)}" for line in looks_like),
+                ]
             )
             first = show(ok[0].view, ok[0].photo) if ok else render(None)
             return {
@@ -365,13 +390,16 @@ def build(ctx: AppContext) -> gr.Blocks:
             values = [data[slot] for slot in slots]
             seen: Suggestion | None = data[shown]
             labels = labels_from_slots(data[form_attrs], values)
-            result = services.save_labels(ctx, viewer, product_id, data[category_box], labels, shown=seen)
+            result = services.save_labels(
+                ctx, viewer, product_id, data[category_box], labels, shown=seen, copied=data[copied]
+            )
             rows = data[batch] or []
             if result.events:
                 rows = mark_saved(rows, product_id)
             return save_message(result.product_id, result.events, result.sources), rows
 
         form_inputs = {current, category_box, form_attrs, batch, shown, skipped, *slots}
+        form_inputs = {current, category_box, form_attrs, batch, shown, copied, *slots}
 
         @friendly
         def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
@@ -599,6 +627,84 @@ def build(ctx: AppContext) -> gr.Blocks:
         export_mine.click(on_export_mine, None, [export_file, sent_export], api_visibility="private").then(
             discard_sent, [sent_export], None, api_visibility="private"
         )
+
+        # -- events: similar products (webapp/similar.py) -----------------------------------
+
+        @friendly
+        def on_similar(product_id: int | None, text: str, request: gr.Request) -> dict[Any, Any]:
+            """The panel of the product just opened; a near-duplicate is also said in the summary."""
+            cleared = {similar_gallery: None, similar_ids: [], duplicate_id: None, copied: {}}
+            if product_id is None:
+                return {**cleared, similar_note: "", duplicate_btn: gr.update(visible=False)}
+            viewer = Viewer.of(request)
+            try:
+                panel = similar.similar_products(ctx, viewer, product_id)
+            except USER_ERRORS as exc:  # signed out, or the product is gone: the form says so already
+                return {**cleared, similar_note: html.escape(str(exc)), duplicate_btn: gr.update(visible=False)}
+            tiles = [
+                (services.product_image(ctx, viewer, item.product_id, thumbnail=True), similar.tile_caption(item))
+                for item in panel.similar
+            ]
+            dup = panel.duplicate
+            return {
+                **cleared,
+                similar_gallery: tiles,
+                similar_ids: [item.product_id for item in panel.similar],
+                similar_note: similar.panel_markdown(panel),
+                duplicate_id: dup.product_id if dup else None,
+                duplicate_btn: gr.update(
+                    visible=dup is not None, value=f"Open product {dup.product_id}" if dup else ""
+                ),
+                summary: f"{text}\n\n⚠ {dup.describe().capitalize()}." if dup and text else gr.update(),
+            }
+
+        current.change(
+            on_similar,
+            [current, summary],
+            [similar_gallery, similar_ids, similar_note, duplicate_id, duplicate_btn, copied, summary],
+            api_visibility="private",
+        )
+
+        def copy_into_form(
+            source_id: int | None, attrs: list[str], category: str | None, request: gr.Request
+        ) -> dict[Any, Any]:
+            if source_id is None:
+                return {save_msg: "No similar confirmed product to copy from yet."}
+            if not attrs or not category:
+                return {save_msg: "Open a product first."}
+            got = similar.copy_attributes(ctx, Viewer.of(request), source_id, category)
+            fills = {slots[i]: gr.update(value=got.labels[a]) for i, a in enumerate(attrs) if a in got.labels}
+            return {**fills, copied: dict(got.labels), save_msg: got.message}
+
+        copy_outputs = [*slots, copied, save_msg]
+
+        @friendly
+        def on_copy_similar(ids: list[int], attrs: list[str], category: str | None, request: gr.Request):
+            return copy_into_form(ids[0] if ids else None, attrs, category, request)
+
+        copy_btn.click(on_copy_similar, [similar_ids, form_attrs, category_box], copy_outputs, api_visibility="private")
+
+        @friendly
+        def on_copy_pick(
+            ids: list[int], attrs: list[str], category: str | None, evt: gr.SelectData, request: gr.Request
+        ) -> dict[Any, Any]:
+            pick = ids[evt.index] if isinstance(evt.index, int) and evt.index < len(ids) else None
+            return copy_into_form(pick, attrs, category, request)
+
+        similar_gallery.select(
+            on_copy_pick, [similar_ids, form_attrs, category_box], copy_outputs, api_visibility="private"
+        )
+
+        @friendly
+        def on_open_duplicate(product_id: int | None, request: gr.Request) -> dict[Any, Any]:
+            return open_product(Viewer.of(request), product_id) if product_id is not None else {}
+
+        duplicate_btn.click(on_open_duplicate, [duplicate_id], form_outputs, api_visibility="private")
+
+        def on_forget_copied() -> dict[Any, Any]:
+            return {copied: {}}  # the form was laid out again: nothing in it is copied any more
+
+        category_box.input(on_forget_copied, None, [copied], api_visibility="private")
 
         register_api(ctx, friendly)
     return demo

@@ -27,6 +27,7 @@ NAMED = {
     "/undo_save": "own",
     "/completeness": "list",
     "/history": "own",
+    "/similar_products": "own",
     "/queue": "list",
     "/products": "list",
     "/export_labels": "list",
@@ -92,6 +93,13 @@ UI_EVENTS = {
     "on_prev_page",
     "on_next_page",
     "on_open_product",
+    # Similar products: the panel of the product opened, a copy of a similar product's labels into
+    # the form (button or tile), the near-duplicate opened; webapp/similar.py with the request's user.
+    "on_similar",
+    "on_copy_similar",
+    "on_copy_pick",
+    "on_open_duplicate",
+    "on_forget_copied",  # a category change: the form holds nothing copied any more (no data read)
     "js_fn",  # "Log out": runs in the browser only (goes to /logout), no Python function
     # After an export was sent: remove its folder (the path comes from server-side state).
     "discard_sent",
@@ -183,6 +191,8 @@ def test_a_seller_reaches_nothing_of_another_seller(app, alices, endpoint):
             "/history": (pid,),
             "/save": (pid, "Kurtis", {"color": "blue"}),
             "/undo_save": (pid,),
+            "/similar_products": (pid,),
+            "/save": (pid, "Kurtis", {"color": "blue"}),
         }[endpoint]
         outcome, message = call_as(app, "bob", endpoint, *args)
         assert outcome == "error" and message == f"product {pid} not found", message
