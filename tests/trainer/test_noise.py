@@ -70,7 +70,9 @@ def test_no_label_is_scored_by_heads_that_saw_it():
     relabelled = list(examples)
     for r in torch.nonzero(fold_of == 0).squeeze(1).tolist():
         cat = taxonomy.category(examples[r].category)
-        other = {a.name: a.values[(a.values.index(examples[r].labels[a.name]) + 1) % len(a.values)] for a in cat.attributes}
+        other = {
+            a.name: a.values[(a.values.index(examples[r].labels[a.name]) + 1) % len(a.values)] for a in cat.attributes
+        }
         relabelled[r] = LabeledExample(examples[r].id, examples[r].category, other)
     again, same_folds = out_of_fold(
         vectors, encode_labels(relabelled, taxonomy), taxonomy, model_config=TINY_MODEL, config=CONFIG, folds=4
