@@ -24,6 +24,7 @@ class ConfirmedValue:
 
     product_id: int
     image_sha256: str
+    image_ext: str
     value: str
 
 
@@ -114,7 +115,7 @@ def confirmed_values(
         .subquery()
     )
     rows = session.execute(
-        select(Product.id, Product.image_sha256, LabelEvent.value)
+        select(Product.id, Product.image_sha256, Product.image_ext, LabelEvent.value)
         .join(latest, LabelEvent.id == latest.c.id)
         .join(Product, Product.id == LabelEvent.product_id)
         .where(LabelEvent.source.in_(CONFIRMED_SOURCES), LabelEvent.value.is_not(None))
@@ -122,7 +123,7 @@ def confirmed_values(
         .order_by(LabelEvent.id.desc())
         .limit(limit)
     )
-    return [ConfirmedValue(pid, sha, value) for pid, sha, value in rows]
+    return [ConfirmedValue(pid, sha, ext, value) for pid, sha, ext, value in rows]
 
 
 def labelled_by_product(session: Session, viewer: User, taxonomy: Taxonomy, media: MediaStore) -> list[LabeledExample]:

@@ -26,8 +26,8 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 import torch
 
@@ -248,3 +248,17 @@ def scan_checkpoint(
     )
     logger.info("label scan: %d labels of %d products ranked", len(scores), len(embedded.examples))
     return Scan(scores, embedded.examples, list(embedded.skipped))
+
+
+def scan_in_child(queue: Any, examples: list[LabeledExample], options: dict[str, Any]) -> None:
+    """``scan_checkpoint`` as the target of a spawned process: one intra-op thread (the web
+    process keeps the other core), ("progress", fraction, message) tuples on ``queue``, then
+    ("done", scores as dicts, skipped) or ("error", text)."""
+    torch.set_num_threads(1)
+    try:
+        scan = scan_checkpoint(examples, progress=lambda f, m: queue.put(("progress", float(f), str(m))), **options)
+    except Exception as exc:  # reported to the parent, which shows it in the Admin tab
+        logger.exception("label scan failed")
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    queue.put(("done", [asdict(s) for s in scan.scores], scan.skipped))
