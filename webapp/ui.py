@@ -30,6 +30,7 @@ from .form import (
 )
 from .services import ProductView, ServiceError, Suggestion, Viewer
 from .ui_admin import build_admin
+from .ui_label_noise import build_question_box
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next"
                             )
                         save_msg = gr.Markdown(elem_id="vt-save-msg")
+                        question_box = build_question_box(ctx)  # asked once after a suspicious save
                         learning_md = gr.Markdown(elem_id="vt-learning")
                         with gr.Accordion("History of this product", open=False):
                             history_table = gr.Dataframe(
@@ -325,9 +327,9 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         category_box.input(on_category, [category_box, current], form_outputs, api_visibility="private")
 
-        def do_save(data: dict[Any, Any], viewer: Viewer) -> tuple[str, list[BatchRow]]:
+        def do_save(data: dict[Any, Any], viewer: Viewer) -> tuple[str, list[BatchRow], dict[Any, Any]]:
             """Save the form; ``data`` maps the form's components to their values. Returns the
-            message and the batch with the product marked saved."""
+            message, the batch with the product marked saved and the question box's updates."""
             product_id = data[current]
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
@@ -338,29 +340,38 @@ def build(ctx: AppContext) -> gr.Blocks:
             rows = data[batch] or []
             if result.events:
                 rows = mark_saved(rows, product_id)
-            return save_message(result.product_id, result.events, result.sources), rows
+            return (
+                save_message(result.product_id, result.events, result.sources),
+                rows,
+                question_box.show(result.questions),
+            )
 
         form_inputs = {current, category_box, form_attrs, batch, shown, *slots}
 
         @friendly
         def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
-            message, rows = do_save(data, viewer)
+            message, rows, asked = do_save(data, viewer)
             return {
+                **asked,
                 save_msg: message,
                 batch: rows,
                 batch_table: batch_view(rows, data[current]),
                 history_table: history_frame(viewer, data[current]),
             }
 
+        asked_outputs = [question_box.row, question_box.text, question_box.pending]
         save_btn.click(
-            on_save, form_inputs, [save_msg, batch, batch_table, history_table], api_visibility="private"
+            on_save,
+            form_inputs,
+            [save_msg, batch, batch_table, history_table, *asked_outputs],
+            api_visibility="private",
         ).then(on_learning, None, [learning_md], api_visibility="private")
 
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
-            message, rows = do_save(data, viewer)
+            message, rows, asked = do_save(data, viewer)
             product_id = data[current]
             ids = [r.product_id for r in rows if r.product_id is not None]
             later = ids[ids.index(product_id) + 1 :] if product_id in ids else []
@@ -373,20 +384,22 @@ def build(ctx: AppContext) -> gr.Blocks:
                 done = render(None)
                 return {
                     **done,
+                    **asked,
                     save_msg: message + " That was the last one: upload more photos.",
                     batch: rows,
                     batch_table: batch_view(rows, None),
                 }
             return {
                 **open_product(viewer, following[0]),
+                **asked,
                 save_msg: message,
                 batch: rows,
                 batch_table: batch_view(rows, following[0]),
             }
 
-        next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private").then(
-            on_learning, None, [learning_md], api_visibility="private"
-        )
+        next_btn.click(
+            on_save_next, form_inputs, [batch, batch_table, *form_outputs, *asked_outputs], api_visibility="private"
+        ).then(on_learning, None, [learning_md], api_visibility="private")
 
         @friendly
         def on_batch_pick(rows: list[BatchRow], evt: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
