@@ -44,7 +44,9 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def save(product_id: int, category: str, labels: dict, request: gr.Request) -> dict:
         """Save labels (attribute -> value, or "not applicable", or null to clear) of one product."""
-        return as_json(services.save_labels(ctx, Viewer.of(request), product_id, category, labels))
+        checked = second_look.save_and_ask(ctx, Viewer.of(request), product_id, category, labels)
+        # "questions": asked once where a sure model and similar confirmed products disagree.
+        return {**as_json(checked.saved), "questions": as_json(list(checked.questions))}
 
     def queue(limit: int, request: gr.Request) -> list:
         """Your products waiting for review, least confident first."""

@@ -23,7 +23,7 @@ from taxonomy import NOT_APPLICABLE, ImageError, LabeledExample
 from trainer import embed_examples
 
 from .context import AppContext
-from .services import ServiceError, Suggestion, Viewer, user_of
+from .services import SERVED, SaveResult, ServiceError, Suggestion, Viewer, get_product, save_labels, user_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,14 @@ class Question:
 
 
 @dataclass(frozen=True)
+class CheckedSave:
+    """A save and the questions it raised."""
+
+    saved: SaveResult
+    questions: tuple[Question, ...] = ()
+
+
+@dataclass(frozen=True)
 class Answer:
     product_id: int
     attribute: str
@@ -59,6 +67,24 @@ def _text(attribute: str, value: str, model_value: str, confidence: float, agree
         f"The model ({confidence:.0%} sure) and {agreeing} of the {similar} most similar products you confirmed "
         f"say {attribute} is “{model_value}”; keep “{value}”?"
     )
+
+
+def save_and_ask(
+    ctx: AppContext,
+    viewer: Viewer,
+    product_id: int,
+    category: str,
+    labels: dict,
+    *,
+    shown: Suggestion | object | None = SERVED,
+) -> CheckedSave:
+    """``services.save_labels``, then the questions the saved values raise against the suggestion
+    the seller saw (for an API caller: the one served now, as provenance takes it)."""
+    seen = get_product(ctx, viewer, product_id).suggestion if shown is SERVED else shown
+    saved = save_labels(ctx, viewer, product_id, category, labels, shown=shown)  # type: ignore[arg-type]
+    written = {attr: saved.labels.get(attr) for attr in saved.sources}
+    suggestion = seen if isinstance(seen, Suggestion) else None
+    return CheckedSave(saved, questions_for_save(ctx, viewer, saved.product_id, saved.category, written, suggestion))
 
 
 def questions_for_save(

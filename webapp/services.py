@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
@@ -35,9 +35,6 @@ from taxonomy import (
 from . import adoption, gate
 from .auth import AccessDenied, require_admin
 from .context import AppContext
-
-if TYPE_CHECKING:
-    from .second_look import Question
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +128,6 @@ class SaveResult:
     events: int
     sources: dict[str, str]
     labels: dict[str, str | None]
-    # Asked once where a confident model and similar confirmed products disagree (``second_look``).
-    questions: tuple[Question, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -443,10 +438,7 @@ def save_labels(
         after = db.current_labels(session, user, ctx.taxonomy, product)
     if writes:
         ctx.policy.nudge()  # the retrain policy looks at the new labels now, not at its next poll
-    from .second_look import questions_for_save  # it builds on this module
-
-    questions = questions_for_save(ctx, viewer, product.id, cat.name, writes, seen or before.suggestion)
-    return SaveResult(product.id, cat.name, len(writes), sources, after, questions)
+    return SaveResult(product.id, cat.name, len(writes), sources, after)
 
 
 def unsaved(ctx: AppContext, viewer: Viewer, product_ids: list[int]) -> list[int]:

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from . import learning, services
+from . import learning, second_look, services
 from .api import register_api
 from .context import AppContext
 from .errors import USER_ERRORS, friendly
@@ -336,14 +336,15 @@ def build(ctx: AppContext) -> gr.Blocks:
             values = [data[slot] for slot in slots]
             seen: Suggestion | None = data[shown]
             labels = labels_from_slots(data[form_attrs], values)
-            result = services.save_labels(ctx, viewer, product_id, data[category_box], labels, shown=seen)
+            checked = second_look.save_and_ask(ctx, viewer, product_id, data[category_box], labels, shown=seen)
+            result = checked.saved
             rows = data[batch] or []
             if result.events:
                 rows = mark_saved(rows, product_id)
             return (
                 save_message(result.product_id, result.events, result.sources),
                 rows,
-                question_box.show(result.questions),
+                question_box.show(list(checked.questions)),
             )
 
         form_inputs = {current, category_box, form_attrs, batch, shown, *slots}

@@ -34,30 +34,31 @@ def suggest(app: App, product_id: int, color: str, confidence: float) -> None:
         db.save_prediction(session, product, "v-one", prediction)
 
 
-def a_red_tee_saved_as_blue(app: App, viewer: Viewer, confidence: float = 0.95) -> services.SaveResult:
+def a_red_tee_saved_as_blue(app: App, viewer: Viewer, confidence: float = 0.95) -> second_look.CheckedSave:
     view = services.upload_one(app.ctx, viewer, app.photo("query", "tee", "red", seed=99), "tee").view
     suggest(app, view.product_id, "red", confidence)
-    return services.save_labels(app.ctx, viewer, view.product_id, "tee", {"color": "blue", "pattern": "solid"})
+    return second_look.save_and_ask(app.ctx, viewer, view.product_id, "tee", {"color": "blue", "pattern": "solid"})
 
 
 def test_a_save_against_a_sure_model_and_similar_products_asks_once(app: App) -> None:
     for i in range(4):
         confirmed(app, app.alice, f"red{i}", "red", seed=i)
-    saved = a_red_tee_saved_as_blue(app, app.alice)
+    checked = a_red_tee_saved_as_blue(app, app.alice)
+    saved = checked.saved
     assert saved.labels["color"] == "blue"  # the save is done before anything is asked
-    (question,) = saved.questions
+    (question,) = checked.questions
     assert (question.attribute, question.value, question.model_value) == ("color", "blue", "red")
     assert question.similar == 4 and question.agreeing == 4
     assert "4 of the 4 most similar products" in question.text and "keep “blue”?" in question.text
 
     # Saved again, before or after the answer: never asked again about the same value.
-    again = services.save_labels(app.ctx, app.alice, saved.product_id, "tee", {"color": "blue", "pattern": "solid"})
+    again = second_look.save_and_ask(app.ctx, app.alice, saved.product_id, "tee", {"color": "blue", "pattern": "solid"})
     assert again.questions == ()
     answer = second_look.answer(app.ctx, app.alice, saved.product_id, "color", "blue", keep=True)
     assert answer.kept and answer.recorded and answer.value == "blue"
     assert not second_look.answer(app.ctx, app.alice, saved.product_id, "color", "blue", keep=False).recorded
     assert services.get_product(app.ctx, app.alice, saved.product_id).labels["color"] == "blue"
-    third = services.save_labels(app.ctx, app.alice, saved.product_id, "tee", {"color": "blue", "pattern": "solid"})
+    third = second_look.save_and_ask(app.ctx, app.alice, saved.product_id, "tee", {"color": "blue", "pattern": "solid"})
     assert third.questions == ()
     with app.ctx.transaction() as session:
         answers = [c.answer for c in db.checks_of(session, saved.product_id, "color", "blue")]
@@ -67,8 +68,9 @@ def test_a_save_against_a_sure_model_and_similar_products_asks_once(app: App) ->
 def test_taking_the_models_value_saves_it_as_accepted(app: App) -> None:
     for i in range(3):
         confirmed(app, app.alice, f"red{i}", "red", seed=i)
-    saved = a_red_tee_saved_as_blue(app, app.alice)
-    assert len(saved.questions) == 1
+    checked = a_red_tee_saved_as_blue(app, app.alice)
+    saved = checked.saved
+    assert len(checked.questions) == 1
     answer = second_look.answer(app.ctx, app.alice, saved.product_id, "color", "blue", keep=False)
     assert not answer.kept and answer.value == "red"
     last = services.history(app.ctx, app.alice, saved.product_id)[-1]
