@@ -21,6 +21,7 @@ SMOKE = {
     "score_throughput.py": ["--smoke"],
     "run_all.py": ["--smoke", "--only", "import_labels"],
     "loop.py": ["--smoke"],
+    "label_noise.py": ["--smoke"],
 }
 
 
