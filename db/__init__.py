@@ -219,3 +219,27 @@ __all__ = [
     "upgrade",
     "utcnow",
 ]
+
+# Second looks at labels (suspicious saves, the admin's noise ranking).
+from .label_checks import (
+    ConfirmedValue,
+    LabelAuthor,
+    checks_of,
+    confirmed_values,
+    label_authors,
+    labelled_by_product,
+    record_check,
+)
+from .tables import CHECK_ANSWERS, LabelCheck
+
+__all__ += [
+    "CHECK_ANSWERS",
+    "ConfirmedValue",
+    "LabelAuthor",
+    "LabelCheck",
+    "checks_of",
+    "confirmed_values",
+    "label_authors",
+    "labelled_by_product",
+    "record_check",
+]

@@ -18,7 +18,7 @@ from taxonomy import Taxonomy
 
 from .completeness import confirmed_ids
 from .products import resolve_product, user_id, visible_to
-from .tables import LABEL_SOURCES, LabelEvent, Product, User, utcnow
+from .tables import CONFIRMED_SOURCES, LABEL_SOURCES, LabelEvent, Product, User, utcnow
 
 MODEL_SOURCES = ("model_accepted", "model_edited")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit

@@ -247,3 +247,34 @@ class AppSetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+CHECK_ANSWERS = ("asked", "keep", "model")
+
+
+class LabelCheck(Base):
+    """A second look at a saved value that a confident model and similar products disagree with.
+
+    Rows are only ever inserted: "asked" when the save raised the question, then "keep" (the
+    seller kept their value) or "model" (they took the model's). Any row for a (product,
+    attribute, value) means the question is never asked again for it.
+    """
+
+    __tablename__ = "label_checks"
+    __table_args__ = (
+        CheckConstraint(_in("answer", CHECK_ANSWERS), name="answer"),
+        Index(None, "product_id", "attribute"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    attribute: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str] = mapped_column(String(200))  # what the seller saved
+    model_value: Mapped[str] = mapped_column(String(200))
+    model_confidence: Mapped[float] = mapped_column(Float)
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    similar: Mapped[int] = mapped_column(Integer)  # confirmed similar products looked at
+    agreeing: Mapped[int] = mapped_column(Integer)  # of those, how many have the model's value
+    answer: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

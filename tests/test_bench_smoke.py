@@ -24,6 +24,7 @@ SMOKE = {
     "quantized.py": ["--smoke"],
     "calibration.py": ["--smoke"],
     "keyboard.py": ["--smoke"],
+    "label_noise.py": ["--smoke"],
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import gradio as gr
 from gradio import FileData
 
-from . import learning, services, similar
+from . import label_noise, learning, second_look, services, similar
 from .completeness import completeness as completeness_of
 from .context import AppContext
 from .services import Viewer, as_json
@@ -46,7 +46,9 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
 
     def save(product_id: int, category: str, labels: dict, request: gr.Request) -> dict:
         """Save labels (attribute -> value, or "not applicable", or null to clear) of one product."""
-        return as_json(services.save_labels(ctx, Viewer.of(request), product_id, category, labels))
+        checked = second_look.save_and_ask(ctx, Viewer.of(request), product_id, category, labels)
+        # "questions": asked once where a sure model and similar confirmed products disagree.
+        return {**as_json(checked.saved), "questions": as_json(list(checked.questions))}
 
     def undo_save(product_id: int, request: gr.Request) -> dict:
         """Undo the last save of one of your products (an admin: of any): its labels go back to what
@@ -161,6 +163,20 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         services.get_user_name(ctx, Viewer.of(request))
         return services.model_status(ctx)
 
+    def answer_check(product_id: int, attribute: str, value: str, keep: bool, request: gr.Request) -> dict:
+        """Answer the question a save asked ("the model and similar products say X; keep yours?"):
+        keep the saved value, or (keep false) take the model's value."""
+        return as_json(second_look.answer(ctx, Viewer.of(request), product_id, attribute, value, bool(keep)))
+
+    def find_suspicious_labels(request: gr.Request) -> dict:
+        """Admin: start ranking every saved label by how likely it is wrong (a background job)."""
+        return as_json(label_noise.start_scan(ctx, Viewer.of(request)))
+
+    def suspicious_labels(limit: int, request: gr.Request) -> dict:
+        """Admin: the latest label scan's state and its most suspicious labels, most suspicious first."""
+        shown = services.count_of(limit, name="limit", low=0, high=10_000)
+        return as_json(label_noise.suspicious_labels(ctx, Viewer.of(request), limit=shown))
+
     for fn in (
         upload,
         product,
@@ -187,5 +203,8 @@ def register_api(ctx: AppContext, friendly: Callable) -> None:
         activate,
         register_model,
         model_status,
+        answer_check,
+        find_suspicious_labels,
+        suspicious_labels,
     ):
         gr.api(friendly(fn), api_name=fn.__name__, concurrency_limit=1 if fn in (retrain, register_model) else None)

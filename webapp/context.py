@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +24,7 @@ import db
 from taxonomy import Taxonomy, TaxonomyError, default_taxonomy, load_taxonomy
 
 from .policy import PolicyRunner
+from .scan_job import LabelScans
 from .serving import ModelManager
 from .settings import Settings
 from .worker import recover_dead_runs
@@ -40,6 +41,7 @@ class AppContext:
     media: db.MediaStore
     models: ModelManager
     policy: PolicyRunner
+    scans: LabelScans = field(default_factory=LabelScans)  # the "Labels that look wrong" scan
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

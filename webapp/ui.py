@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from . import completeness, keyboard, learning, services, similar
+from . import completeness, keyboard, learning, second_look, services, similar
 from .api import register_api
 from .context import AppContext
 from .errors import USER_ERRORS, friendly
@@ -30,6 +30,7 @@ from .form import (
 )
 from .services import ProductView, ServiceError, Suggestion, Viewer
 from .ui_admin import build_admin
+from .ui_label_noise import build_question_box
 from .undo import undo_last_save
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next", scale=2
                             )
                         save_msg = gr.Markdown(elem_id="vt-save-msg")
+                        question_box = build_question_box(ctx)  # asked once after a suspicious save
                         learning_md = gr.Markdown(elem_id="vt-learning")
                         with gr.Accordion("History of this product", open=False):
                             history_table = gr.Dataframe(
@@ -381,9 +383,9 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         category_box.input(on_category, [category_box, current], form_outputs, api_visibility="private")
 
-        def do_save(data: dict[Any, Any], viewer: Viewer) -> tuple[str, list[BatchRow]]:
+        def do_save(data: dict[Any, Any], viewer: Viewer) -> tuple[str, list[BatchRow], dict[Any, Any]]:
             """Save the form; ``data`` maps the form's components to their values. Returns the
-            message and the batch with the product marked saved."""
+            message, the batch with the product marked saved and the question box's updates."""
             product_id = data[current]
             if product_id is None:
                 raise ServiceError("nothing to save: upload a photo or open one from the review queue")
@@ -393,10 +395,16 @@ def build(ctx: AppContext) -> gr.Blocks:
             result = services.save_labels(
                 ctx, viewer, product_id, data[category_box], labels, shown=seen, copied=data[copied]
             )
+            checked = second_look.save_and_ask(ctx, viewer, product_id, data[category_box], labels, shown=seen)
+            result = checked.saved
             rows = data[batch] or []
             if result.events:
                 rows = mark_saved(rows, product_id)
-            return save_message(result.product_id, result.events, result.sources), rows
+            return (
+                save_message(result.product_id, result.events, result.sources),
+                rows,
+                question_box.show(list(checked.questions)),
+            )
 
         form_inputs = {current, category_box, form_attrs, batch, shown, skipped, *slots}
         form_inputs = {current, category_box, form_attrs, batch, shown, copied, *slots}
@@ -404,16 +412,21 @@ def build(ctx: AppContext) -> gr.Blocks:
         @friendly
         def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
-            message, rows = do_save(data, viewer)
+            message, rows, asked = do_save(data, viewer)
             return {
+                **asked,
                 save_msg: message,
                 batch: rows,
                 batch_table: batch_view(rows, data[current]),
                 history_table: history_frame(viewer, data[current]),
             }
 
+        asked_outputs = [question_box.row, question_box.text, question_box.pending]
         save_btn.click(
-            on_save, form_inputs, [save_msg, batch, batch_table, history_table], api_visibility="private"
+            on_save,
+            form_inputs,
+            [save_msg, batch, batch_table, history_table, *asked_outputs],
+            api_visibility="private",
         ).then(on_learning, None, [learning_md], api_visibility="private")
 
         def following_ids(viewer: Viewer, rows: list[BatchRow], product_id: int | None, passed: list[int]) -> list[int]:
@@ -431,19 +444,21 @@ def build(ctx: AppContext) -> gr.Blocks:
         @friendly
         def on_save_next(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             viewer = Viewer.of(request)
-            message, rows = do_save(data, viewer)
+            message, rows, asked = do_save(data, viewer)
             product_id = data[current]
             following = following_ids(viewer, rows, product_id, data[skipped] or [])
             if not following:
                 done = render(None)
                 return {
                     **done,
+                    **asked,
                     save_msg: message + " That was the last one: upload more photos.",
                     batch: rows,
                     batch_table: batch_view(rows, None),
                 }
             return {
                 **open_product(viewer, following[0]),
+                **asked,
                 save_msg: message,
                 batch: rows,
                 batch_table: batch_view(rows, following[0]),
@@ -464,6 +479,9 @@ def build(ctx: AppContext) -> gr.Blocks:
         next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private").then(
             on_learning, None, [learning_md], api_visibility="private"
         )
+        next_btn.click(
+            on_save_next, form_inputs, [batch, batch_table, *form_outputs, *asked_outputs], api_visibility="private"
+        ).then(on_learning, None, [learning_md], api_visibility="private")
 
         @friendly
         def on_skip(

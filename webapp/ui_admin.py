@@ -18,6 +18,7 @@ from .context import AppContext
 from .errors import USER_ERRORS, friendly
 from .form import model_line
 from .services import Viewer
+from .ui_label_noise import build_label_noise
 
 
 def versions_frame(rows: list[dict]) -> pd.DataFrame:
@@ -208,6 +209,7 @@ def build_admin(ctx: AppContext) -> None:
             x_label_angle=-45,
         )
         attribute_table_view = gr.Dataframe(interactive=False, label="Metric per attribute, newest versions")
+    build_label_noise(ctx)
     timer = gr.Timer(2.0)
 
     def on_import(folder: str, only_labels: bool, adopt_taxonomy: bool, request: gr.Request) -> dict:
