@@ -4,6 +4,7 @@ against the cosine between a photo and the most similar *other* product, raw and
 mean embedding of the catalogue subtracted, as ``webapp.embedding_index`` does).
 
     python bench/near_duplicates.py --checkpoint path/to/model.pt [--data ../shared/data/myntra-dev] [--n 300]
+    python bench/near_duplicates.py --smoke    # an untrained CPU-default trunk on 8 photos, for CI
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import csv
 import hashlib
 import io
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA
+from _common import MYNTRA, myntra_missing
 
-from trainer import Predictor
+from taxonomy import taxonomy_from_competition
+from trainer import Predictor, Preprocess, build_model, default_model_config, save_checkpoint
 
 THRESHOLDS = (0.95, 0.97, 0.98, 0.99, 0.995)
 
@@ -71,13 +74,31 @@ def measure(vectors: np.ndarray, n: int, centre: bool) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def untrained_checkpoint(data: Path, path: Path) -> Path:
+    """The CPU default's architecture with random weights: what --smoke measures (the numbers mean
+    nothing; the run shows the script works end to end)."""
+    config = default_model_config("cpu", weights="none")
+    model, _ = build_model(config, taxonomy_from_competition(data / "category_attributes.parquet", data / "train.csv"))
+    save_checkpoint(path, model, preprocess=Preprocess(config.image_size), train_config={}, metrics={})
+    return path
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", default=None, help="the trained model whose trunk is measured")
     parser.add_argument("--data", default=str(MYNTRA))
     parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--smoke", action="store_true", help="an untrained trunk on 8 photos, for CI")
     args = parser.parse_args()
     data = Path(args.data)
+    if myntra_missing(data):
+        return 1
+    if args.checkpoint is None and not args.smoke:
+        parser.error("--checkpoint is required (or --smoke)")
+    if args.smoke:
+        args.n = 8
+        if args.checkpoint is None:
+            args.checkpoint = untrained_checkpoint(data, Path(tempfile.mkdtemp(prefix="near-dup-")) / "model.pt")
     with open(data / "train.csv", newline="") as handle:
         ids = [row["id"] for row in csv.DictReader(handle)]
     # One product per distinct photo: the set holds a few byte-identical photos under two ids.
@@ -93,7 +114,8 @@ def main() -> None:
     for centre in (False, True):
         stats = measure(vectors.numpy(), len(paths), centre)
         print("centred" if centre else "raw", "\n  " + "\n  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,6 +25,7 @@ SMOKE = {
     "calibration.py": ["--smoke"],
     "keyboard.py": ["--smoke"],
     "label_noise.py": ["--smoke"],
+    "near_duplicates.py": ["--smoke"],
 }
 
 

@@ -331,6 +331,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         max_values=args.max_values,
         device=device,
         resume=args.resume,
+        max_photos=args.max_photos,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     _report_skipped(result.skipped)
@@ -356,6 +357,9 @@ def _pretrain_parser(sub: Any) -> None:
     p.add_argument("--id-column", default="id")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue after the last finished epoch of OUT.state.pt")
+    p.add_argument(
+        "--max-photos", type=int, default=None, help="learn from a random sample of this many photos (a quick try)"
+    )
     p.set_defaults(func=cmd_pretrain)
 
 

@@ -288,9 +288,13 @@ def pretrain_catalogue(
     device: str | torch.device | None = None,
     resume: bool = False,
     threads: int = 2,
+    max_photos: int | None = None,
     progress: Progress | None = None,
 ) -> PretrainResult:
-    """Read the catalogue, turn its columns into tasks, decode its photos once, and ``pretrain``."""
+    """Read the catalogue, turn its columns into tasks, decode its photos once, and ``pretrain``.
+
+    ``max_photos``: learn from a random sample of that many photos (drawn with ``config.seed``, so a
+    resumed run sees the same ones): a quick try of the set-up before the whole catalogue."""
     say = progress or (lambda line: None)
     catalogue = read_catalogue(metadata, images_dir, id_column=id_column)
     unknown = sorted(set(columns or ()) - set(catalogue.columns))
@@ -298,9 +302,18 @@ def pretrain_catalogue(
         raise DataError(f"no column {unknown} in {Path(metadata).name}; its columns: {list(catalogue.columns)}")
     if not catalogue.rows:
         raise DataError(f"none of the {len(catalogue.skipped)} rows of {metadata} has a photo in {images_dir}")
+    chosen = list(range(len(catalogue.rows)))
+    if max_photos is not None:
+        if max_photos < 1:
+            raise DataError(f"max_photos must be at least 1, not {max_photos}")
+        if max_photos < len(chosen):
+            picked = torch.randperm(len(chosen), generator=torch.Generator().manual_seed(config.seed))[:max_photos]
+            chosen = sorted(picked.tolist())
+            say(f"a sample of {len(chosen)} of the {len(catalogue.rows)} photos (--max-photos)")
     preprocess = Preprocess(config.image_size, crop=config.crop)
-    images, kept, unreadable = load_photos(catalogue.image_paths, preprocess, threads=threads, progress=say)
-    rows = [catalogue.rows[i] for i in kept]
+    paths = [catalogue.image_paths[i] for i in chosen]
+    images, kept, unreadable = load_photos(paths, preprocess, threads=threads, progress=say)
+    rows = [catalogue.rows[chosen[i]] for i in kept]
     names = list(columns) if columns is not None else default_columns(rows, catalogue.columns, id_column=id_column)
     tasks = [column_task(n, [r.get(n) for r in rows], min_count=min_count, max_values=max_values) for n in names]
     for task in tasks:

@@ -77,11 +77,12 @@ def save_and_ask(
     labels: dict,
     *,
     shown: Suggestion | object | None = SERVED,
+    copied: dict[str, str] | None = None,
 ) -> CheckedSave:
     """``services.save_labels``, then the questions the saved values raise against the suggestion
     the seller saw (for an API caller: the one served now, as provenance takes it)."""
     seen = get_product(ctx, viewer, product_id).suggestion if shown is SERVED else shown
-    saved = save_labels(ctx, viewer, product_id, category, labels, shown=shown)  # type: ignore[arg-type]
+    saved = save_labels(ctx, viewer, product_id, category, labels, shown=shown, copied=copied)  # type: ignore[arg-type]
     written = {attr: saved.labels.get(attr) for attr in saved.sources}
     suggestion = seen if isinstance(seen, Suggestion) else None
     return CheckedSave(saved, questions_for_save(ctx, viewer, saved.product_id, saved.category, written, suggestion))

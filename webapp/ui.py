@@ -212,7 +212,9 @@ def build(ctx: AppContext) -> gr.Blocks:
                             save_btn = gr.Button("Save", elem_id="vt-save")
                             undo_btn = gr.Button("Undo last save", elem_id="vt-undo")
                             skip_btn = gr.Button("Skip  (s)", elem_id=keyboard.SKIP_ID, size="md")
-                            copy_btn = gr.Button("Copy previous  (c)", elem_id=keyboard.COPY_PREVIOUS_ID, size="md")
+                            copy_previous_btn = gr.Button(
+                                "Copy previous  (c)", elem_id=keyboard.COPY_PREVIOUS_ID, size="md"
+                            )
                             next_btn = gr.Button(
                                 "Save and next  (Ctrl+Enter)", variant="primary", elem_id="vt-save-next", scale=2
                             )
@@ -238,7 +240,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                             allow_preview=False,
                             elem_id="vt-similar",
                         )
-                        copy_btn = gr.Button(
+                        copy_similar_btn = gr.Button(
                             "Copy attributes of the most similar", size="md", elem_id="vt-copy-similar"
                         )
                         similar_ids = gr.State([])
@@ -392,10 +394,9 @@ def build(ctx: AppContext) -> gr.Blocks:
             values = [data[slot] for slot in slots]
             seen: Suggestion | None = data[shown]
             labels = labels_from_slots(data[form_attrs], values)
-            result = services.save_labels(
+            checked = second_look.save_and_ask(
                 ctx, viewer, product_id, data[category_box], labels, shown=seen, copied=data[copied]
             )
-            checked = second_look.save_and_ask(ctx, viewer, product_id, data[category_box], labels, shown=seen)
             result = checked.saved
             rows = data[batch] or []
             if result.events:
@@ -406,8 +407,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 question_box.show(list(checked.questions)),
             )
 
-        form_inputs = {current, category_box, form_attrs, batch, shown, skipped, *slots}
-        form_inputs = {current, category_box, form_attrs, batch, shown, copied, *slots}
+        form_inputs = {current, category_box, form_attrs, batch, shown, skipped, copied, *slots}
 
         @friendly
         def on_save(data: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
@@ -476,9 +476,6 @@ def build(ctx: AppContext) -> gr.Blocks:
             on_learning, None, [learning_md], api_visibility="private"
         )
 
-        next_btn.click(on_save_next, form_inputs, [batch, batch_table, *form_outputs], api_visibility="private").then(
-            on_learning, None, [learning_md], api_visibility="private"
-        )
         next_btn.click(
             on_save_next, form_inputs, [batch, batch_table, *form_outputs, *asked_outputs], api_visibility="private"
         ).then(on_learning, None, [learning_md], api_visibility="private")
@@ -513,11 +510,13 @@ def build(ctx: AppContext) -> gr.Blocks:
                 return {}
             previous = keyboard.previous_labels(ctx, Viewer.of(request), data[current], data[category_box])
             attrs = data[form_attrs] or []
-            copied = {slots[i]: previous.labels[a] for i, a in enumerate(attrs) if a in previous.labels}
-            return {**copied, save_msg: keyboard.copied_message(previous.product_id, len(copied))}
+            fills = {slots[i]: previous.labels[a] for i, a in enumerate(attrs) if a in previous.labels}
+            # Copied values are the seller's choice (provenance 'seller'), as with a similar product's.
+            taken = {a: previous.labels[a] for a in attrs if a in previous.labels}
+            return {**fills, copied: taken, save_msg: keyboard.copied_message(previous.product_id, len(fills))}
 
-        copy_btn.click(
-            on_copy_previous, {current, category_box, form_attrs}, [save_msg, *slots], api_visibility="private"
+        copy_previous_btn.click(
+            on_copy_previous, {current, category_box, form_attrs}, [save_msg, copied, *slots], api_visibility="private"
         )
 
         @friendly
@@ -700,7 +699,9 @@ def build(ctx: AppContext) -> gr.Blocks:
         def on_copy_similar(ids: list[int], attrs: list[str], category: str | None, request: gr.Request):
             return copy_into_form(ids[0] if ids else None, attrs, category, request)
 
-        copy_btn.click(on_copy_similar, [similar_ids, form_attrs, category_box], copy_outputs, api_visibility="private")
+        copy_similar_btn.click(
+            on_copy_similar, [similar_ids, form_attrs, category_box], copy_outputs, api_visibility="private"
+        )
 
         @friendly
         def on_copy_pick(
