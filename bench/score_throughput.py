@@ -2,6 +2,7 @@
 
     python bench/score_throughput.py                     # 2,000 products, the time for 70,213 extrapolated
     python bench/score_throughput.py --products 70213    # the full catalogue, measured
+    python bench/score_throughput.py --int8              # the same model served as its int8 twin
     python bench/score_throughput.py --smoke             # 64 products, for CI
 
 A SQLite database in a temporary folder (or ``--data-dir``) holds ``--products`` products whose
@@ -11,7 +12,8 @@ the CPU default model (SE-ResNet18 at 112 px, random-init trunk: speed does not 
 weights), loaded as the app serves it. The clock covers what ``score`` does: reading which
 products are left, decoding their photos in the thread pool, the model, and the short write
 transaction of each batch (``webapp.scoring.score_catalogue``); not the set-up nor the start of
-the process.
+the process. ``--int8``: the active version is that model's int8 twin (``python -m trainer
+quantize``, calibrated on 64 myntra-dev photos), registered as an admin would register it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sqlalchemy import insert
 import db
 from taxonomy import decode_image, file_sha256, taxonomy_from_competition
 from trainer import Preprocess, build_model, default_model_config, save_checkpoint
+from trainer.quantize import calibration_photos, quantize_checkpoint
 from webapp.scoring import BATCH, DECODE_THREADS, score_catalogue
 from webapp.serving import ModelManager
 
@@ -38,7 +41,7 @@ CATALOGUE = 70_213  # the ids of meesho-labels: the competition's catalogue
 VERSION = "bench"
 
 
-def build_catalogue(data_dir: Path, products: int, device: str) -> tuple[ModelManager, db.MediaStore]:
+def build_catalogue(data_dir: Path, products: int, device: str, int8: bool) -> tuple[ModelManager, db.MediaStore]:
     """The database, the photos and the active version, as ``python app.py`` keeps them."""
     taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")
     engine = db.make_engine(db.default_sqlite_url(data_dir))
@@ -87,11 +90,17 @@ def build_catalogue(data_dir: Path, products: int, device: str) -> tuple[ModelMa
         backbone_source=source,
         version_id=VERSION,
     )
+    version = VERSION
+    if int8:
+        twin = data_dir / "models" / f"{VERSION}-int8" / "model.pt"
+        photos = calibration_photos(MYNTRA / "images", limit=64)
+        version = quantize_checkpoint(checkpoint, twin, photos=photos).checkpoint.version_id
+        checkpoint = twin
     with sessions.begin() as session:
         db.register_version(
             session,
-            version_id=VERSION,
-            path=f"{VERSION}/model.pt",
+            version_id=version,
+            path=str(checkpoint.relative_to(data_dir / "models")),
             checksum=file_sha256(checkpoint),
             taxonomy_fingerprint=taxonomy.fingerprint,
             kind="full",
@@ -99,7 +108,7 @@ def build_catalogue(data_dir: Path, products: int, device: str) -> tuple[ModelMa
     manager = ModelManager(
         taxonomy=taxonomy, sessions=sessions, media=media, models_dir=data_dir / "models", cache_dir=data_dir / "cache"
     )
-    manager.activate(VERSION)
+    manager.activate(version)
     return manager, media
 
 
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=BATCH)
     parser.add_argument("--decode-threads", type=int, default=DECODE_THREADS)
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the database here (default: a temporary one)")
+    parser.add_argument("--int8", action="store_true", help="serve the model's int8 twin (x86 backend)")
     add_common_args(parser, "64 products")
     args = parser.parse_args(argv)
     if not ready(args, MYNTRA):
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = args.data_dir or Path(tmp)
         data_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        manager, media = build_catalogue(data_dir, products, "cpu")
+        manager, media = build_catalogue(data_dir, products, "cpu", args.int8)
         setup = time.perf_counter() - t0
         loaded = manager.active
         assert loaded is not None
@@ -140,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "decode_threads": args.decode_threads,
         "batch_size": args.batch_size,
-        "model": f"se-{config.arch} {config.image_size}px, fast path (as served)",
+        "model": f"se-{config.arch} {config.image_size}px, "
+        + ("int8 (x86 backend)" if args.int8 else "fast path")
+        + " (as served)",
         "products": products,
         "scored": report.scored,
         "unreadable": report.unreadable,

@@ -148,7 +148,7 @@ class BatchRow:
 
     product_id: int | None  # None: the file was refused
     file: str
-    status: str  # "new", "already uploaded", "saved" or "refused"
+    status: str  # "new", "already uploaded", "saved", "save undone" or "refused"
 
 
 BATCH_COLUMNS = ["", "product", "file", "status"]
@@ -168,8 +168,9 @@ def batch_rows(rows: list[BatchRow], current: int | None) -> list[list[object]]:
     ]
 
 
-def mark_saved(rows: list[BatchRow], product_id: int) -> list[BatchRow]:
-    return [BatchRow(r.product_id, r.file, "saved") if r.product_id == product_id else r for r in rows]
+def mark_saved(rows: list[BatchRow], product_id: int, status: str = "saved") -> list[BatchRow]:
+    """The batch with ``product_id``'s row in ``status`` ("saved", or "save undone" after an undo)."""
+    return [BatchRow(r.product_id, r.file, status) if r.product_id == product_id else r for r in rows]
 
 
 def save_message(product_id: int, events: int, sources: dict[str, str]) -> str:

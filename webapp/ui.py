@@ -188,7 +188,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                             pd.DataFrame(columns=BATCH_COLUMNS),
                             interactive=False,
                             wrap=True,
-                            column_widths=["9%", "20%", "41%", "30%"],
+                            column_widths=["8%", "24%", "40%", "28%"],  # "product" on one line
                             label="This batch (click a row to open it)",
                             elem_id="vt-batch",
                         )
@@ -465,14 +465,20 @@ def build(ctx: AppContext) -> gr.Blocks:
             }
 
         @friendly
-        def on_undo(product_id: int | None, request: gr.Request) -> dict[Any, Any]:
+        def on_undo(product_id: int | None, rows: list[BatchRow], request: gr.Request) -> dict[Any, Any]:
             if product_id is None:
                 raise ServiceError("nothing to undo: open a product first (upload one, or pick it in My products)")
             viewer = Viewer.of(request)
             undone = undo_last_save(ctx, viewer, product_id)
-            return {**open_product(viewer, product_id), save_msg: undone.message}
+            rows = mark_saved(rows or [], product_id, "save undone")  # the batch table no longer says "saved"
+            return {
+                **open_product(viewer, product_id),
+                save_msg: undone.message,
+                batch: rows,
+                batch_table: batch_view(rows, product_id),
+            }
 
-        undo_btn.click(on_undo, [current], form_outputs, api_visibility="private").then(
+        undo_btn.click(on_undo, [current, batch], [batch, batch_table, *form_outputs], api_visibility="private").then(
             on_learning, None, [learning_md], api_visibility="private"
         )
 

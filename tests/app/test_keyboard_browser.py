@@ -174,7 +174,8 @@ def test_c_copies_the_previous_products_values_and_s_skips(served: Served, brows
     keys.press("Control+Enter")
     _open(page, ids[2])
     copied = _saved(served, ids[1])
-    assert copied["color"][0] == colors[1] and copied["pattern"][0] == patterns[1]
+    # Copied values are the seller's choice, not an acceptance of the model's suggestion.
+    assert copied["color"] == (colors[1], "seller") and copied["pattern"] == (patterns[1], "seller")
     # "s" skips the third without saving: the fourth opens, the third has no label.
     keys.press("s")
     _open(page, ids[3])

@@ -55,8 +55,6 @@ NAMED = {
 UI_EVENTS = {
     "on_skip",
     "on_copy_previous",
-    "on_save_next_1",
-    "on_learning_4",
     "on_export_labels",
     "on_export_predictions",
     "on_counts",
@@ -69,10 +67,10 @@ UI_EVENTS = {
     "on_fresh",  # a full training from scratch
     "on_cancel",  # cancel the run that is going
     "on_auto",  # the retrain policy's switch
-    "on_learning",  # the seller's own corrections line (on load, after save, after save-and-next)
+    "on_learning",  # the seller's own corrections line: on load, then after save (_1),
     "on_learning_1",
-    "on_learning_2",
-    "on_learning_3",  # after "Undo last save"
+    "on_learning_2",  # after "Undo last save"
+    "on_learning_3",  # and after save-and-next
     "on_undo",  # "Undo last save": the undo service with the request's user (as /undo_save)
     "on_activate",
     "on_load",
