@@ -32,7 +32,8 @@ def main() -> int:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vt-shots-"))
     dataset, photos = myntra_subset(args.data, root / "myntra-subset")
-    app = start_app(root / "data", dataset)
+    # The retrain policy off, as in the test: a run it started by itself would race the walk's own.
+    app = start_app(root / "data", dataset, {"VT_AUTO_RETRAIN": "off"})
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
