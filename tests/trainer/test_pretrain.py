@@ -210,3 +210,15 @@ def test_pretrain_refuses_unknown_columns(catalogue, tmp_path, capsys) -> None:
     args = ["pretrain", "--images", str(catalogue / "images"), "--metadata", str(catalogue / "catalogue.csv")]
     assert main([*args, "--columns", "shape,fabric", "--out", str(tmp_path / "t.pt")]) == 2
     assert "no column ['fabric']" in capsys.readouterr().err
+
+
+def test_max_photos_learns_from_a_seeded_sample_and_refuses_zero(catalogue, tmp_path, capsys) -> None:
+    args = ["--device", "cpu", "pretrain", "--images", str(catalogue / "images"), "--metadata"]
+    args += [str(catalogue / "catalogue.csv"), "--epochs", "1", "--image-size", str(SIZE), "--min-count", "5"]
+    assert main([*args, "--out", str(tmp_path / "a.pt"), "--max-photos", "40"]) == 0
+    said = capsys.readouterr()
+    assert "a sample of 40 of the 180 photos" in said.err
+    assert "(pretrained: catalogue" in said.out and ", 40 photos)" in said.out
+    assert main([*args, "--out", str(tmp_path / "z.pt"), "--max-photos", "0"]) == 2
+    assert "max_photos must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "z.pt").exists()
