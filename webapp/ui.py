@@ -245,7 +245,10 @@ def build(ctx: AppContext) -> gr.Blocks:
                         )
                         similar_ids = gr.State([])
                         duplicate_id = gr.State(None)
-                        copied = gr.State({})  # attribute -> value copied into the form, for provenance
+                        # product id -> {attribute: value} copied into its form, for provenance. Keyed by
+                        # product: a copy made right after a product opened cannot be wiped by a reset
+                        # that arrives late, and a copy into another product's form never counts.
+                        copied = gr.State({})
             with gr.Tab("Review queue", id="queue") as queue_tab:
                 gr.Markdown(
                     "Your products with suggestions but no confirmed labels, least confident first "
@@ -395,7 +398,13 @@ def build(ctx: AppContext) -> gr.Blocks:
             seen: Suggestion | None = data[shown]
             labels = labels_from_slots(data[form_attrs], values)
             checked = second_look.save_and_ask(
-                ctx, viewer, product_id, data[category_box], labels, shown=seen, copied=data[copied]
+                ctx,
+                viewer,
+                product_id,
+                data[category_box],
+                labels,
+                shown=seen,
+                copied=(data[copied] or {}).get(product_id),
             )
             result = checked.saved
             rows = data[batch] or []
@@ -519,7 +528,11 @@ def build(ctx: AppContext) -> gr.Blocks:
             fills = {slots[i]: previous.labels[a] for i, a in enumerate(attrs) if a in previous.labels}
             # Copied values are the seller's choice (provenance 'seller'), as with a similar product's.
             taken = {a: previous.labels[a] for a in attrs if a in previous.labels}
-            return {**fills, copied: taken, save_msg: keyboard.copied_message(previous.product_id, len(fills))}
+            return {
+                **fills,
+                copied: {data[current]: taken},
+                save_msg: keyboard.copied_message(previous.product_id, len(fills)),
+            }
 
         copy_previous_btn.click(
             on_copy_previous, {current, category_box, form_attrs}, [save_msg, copied, *slots], api_visibility="private"
@@ -656,7 +669,7 @@ def build(ctx: AppContext) -> gr.Blocks:
         @friendly
         def on_similar(product_id: int | None, text: str, request: gr.Request) -> dict[Any, Any]:
             """The panel of the product just opened; a near-duplicate is also said in the summary."""
-            cleared = {similar_gallery: None, similar_ids: [], duplicate_id: None, copied: {}}
+            cleared = {similar_gallery: None, similar_ids: [], duplicate_id: None}
             if product_id is None:
                 return {**cleared, similar_note: "", duplicate_btn: gr.update(visible=False)}
             viewer = Viewer.of(request)
@@ -684,40 +697,47 @@ def build(ctx: AppContext) -> gr.Blocks:
         current.change(
             on_similar,
             [current, summary],
-            [similar_gallery, similar_ids, similar_note, duplicate_id, duplicate_btn, copied, summary],
+            [similar_gallery, similar_ids, similar_note, duplicate_id, duplicate_btn, summary],
             api_visibility="private",
         )
 
         def copy_into_form(
-            source_id: int | None, attrs: list[str], category: str | None, request: gr.Request
+            source_id: int | None, product_id: int | None, attrs: list[str], category: str | None, request: gr.Request
         ) -> dict[Any, Any]:
             if source_id is None:
                 return {save_msg: "No similar confirmed product to copy from yet."}
-            if not attrs or not category:
+            if product_id is None or not attrs or not category:
                 return {save_msg: "Open a product first."}
             got = similar.copy_attributes(ctx, Viewer.of(request), source_id, category)
             fills = {slots[i]: gr.update(value=got.labels[a]) for i, a in enumerate(attrs) if a in got.labels}
-            return {**fills, copied: dict(got.labels), save_msg: got.message}
+            return {**fills, copied: {product_id: dict(got.labels)}, save_msg: got.message}
 
         copy_outputs = [*slots, copied, save_msg]
 
         @friendly
-        def on_copy_similar(ids: list[int], attrs: list[str], category: str | None, request: gr.Request):
-            return copy_into_form(ids[0] if ids else None, attrs, category, request)
+        def on_copy_similar(
+            ids: list[int], product_id: int | None, attrs: list[str], category: str | None, request: gr.Request
+        ) -> dict[Any, Any]:
+            return copy_into_form(ids[0] if ids else None, product_id, attrs, category, request)
 
         copy_similar_btn.click(
-            on_copy_similar, [similar_ids, form_attrs, category_box], copy_outputs, api_visibility="private"
+            on_copy_similar, [similar_ids, current, form_attrs, category_box], copy_outputs, api_visibility="private"
         )
 
         @friendly
         def on_copy_pick(
-            ids: list[int], attrs: list[str], category: str | None, evt: gr.SelectData, request: gr.Request
+            ids: list[int],
+            product_id: int | None,
+            attrs: list[str],
+            category: str | None,
+            evt: gr.SelectData,
+            request: gr.Request,
         ) -> dict[Any, Any]:
             pick = ids[evt.index] if isinstance(evt.index, int) and evt.index < len(ids) else None
-            return copy_into_form(pick, attrs, category, request)
+            return copy_into_form(pick, product_id, attrs, category, request)
 
         similar_gallery.select(
-            on_copy_pick, [similar_ids, form_attrs, category_box], copy_outputs, api_visibility="private"
+            on_copy_pick, [similar_ids, current, form_attrs, category_box], copy_outputs, api_visibility="private"
         )
 
         @friendly
