@@ -17,7 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.app.conftest import USERS, RunningApp
+from tests.app.conftest import RunningApp
+from tests.app.test_browser import sign_in
 
 PER_CATEGORY = 40  # imported products of each category: enough for the gate's held-out share
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -61,14 +62,6 @@ def myntra_subset(source: Path, target: Path, per_category: int = PER_CATEGORY) 
     return target, photos
 
 
-def _sign_in(page, url: str, user: str) -> None:
-    page.goto(url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(USERS[user][0])
-    page.get_by_role("button", name="Login").click()
-    page.get_by_text(f"Signed in as {user}").wait_for(timeout=30_000)
-
-
 def _chips(client, product_id: int, attribute: str) -> list[str]:
     """An attribute's numbered chips, most likely first, as the seller's form shows them."""
     suggestion = client.predict(product_id, api_name="/product")["suggestion"]
@@ -98,7 +91,7 @@ def walk(browser, app: RunningApp, dataset: Path, photos: list[Path], shots: Pat
     page.goto(app.url)
     page.get_by_label("username").wait_for(timeout=30_000)
     shot(page, "1-sign-in.png")
-    _sign_in(page, app.url, "admin")
+    sign_in(page, app.url, "admin")
     expect(page.locator("#vt-header")).to_contain_text("no trained model yet", timeout=30_000)
     page.get_by_role("tab", name="Admin").click()
     report = page.get_by_label("Import report")
@@ -127,7 +120,7 @@ def walk(browser, app: RunningApp, dataset: Path, photos: list[Path], shots: Pat
     # -- a seller: three real photos, labelled with the keyboard alone -----------------------
     seller = app.client("alice")
     page = browser.new_page(viewport=VIEWPORT)
-    _sign_in(page, app.url, "alice")
+    sign_in(page, app.url, "alice")
     page.locator("input[type=file]").first.set_input_files([str(p) for p in photos])
     box = page.get_by_label("Category of these photos", exact=False).first
     box.click()
