@@ -43,9 +43,9 @@ VERSION = "bench"
 
 
 def build_catalogue(data_dir: Path, products: int, recipe: str, int8: bool) -> tuple[ModelManager, db.MediaStore]:
-    """``recipe``: whose default model is served, "cpu" (SE-ResNet18 112 px) or "cuda" (SE-ResNet50
-    224 px), always on this machine's CPU."""
-    """The database, the photos and the active version, as ``python app.py`` keeps them."""
+    """The database, the photos and the active version, as ``python app.py`` keeps them. ``recipe``:
+    whose default model is served, "cpu" (SE-ResNet18 112 px) or "cuda" (SE-ResNet50 224 px), always
+    on this machine's CPU; ``int8``: its int8 twin."""
     taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")
     engine = db.make_engine(db.default_sqlite_url(data_dir))
     db.upgrade(engine)

@@ -525,9 +525,9 @@ def build(ctx: AppContext) -> gr.Blocks:
                 return {}
             previous = keyboard.previous_labels(ctx, Viewer.of(request), data[current], data[category_box])
             attrs = data[form_attrs] or []
-            fills = {slots[i]: previous.labels[a] for i, a in enumerate(attrs) if a in previous.labels}
             # Copied values are the seller's choice (provenance 'seller'), as with a similar product's.
             taken = {a: previous.labels[a] for a in attrs if a in previous.labels}
+            fills = {slots[i]: taken[a] for i, a in enumerate(attrs) if a in taken}
             return {
                 **fills,
                 copied: {data[current]: taken},

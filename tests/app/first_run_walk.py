@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.app.conftest import RunningApp
-from tests.app.test_browser import sign_in
+from tests.app.test_browser import choose, sign_in
 
 PER_CATEGORY = 40  # imported products of each category: enough for the gate's held-out share
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -27,7 +27,6 @@ VIEWPORT = {"width": 1400, "height": 1000}
 @dataclass(frozen=True)
 class Walked:
     products: tuple[int, ...]  # the seller's three products, in upload order
-    version: str  # the model version that suggested for them
     shots: tuple[Path, ...]
 
 
@@ -122,10 +121,7 @@ def walk(browser, app: RunningApp, dataset: Path, photos: list[Path], shots: Pat
     page = browser.new_page(viewport=VIEWPORT)
     sign_in(page, app.url, "alice")
     page.locator("input[type=file]").first.set_input_files([str(p) for p in photos])
-    box = page.get_by_label("Category of these photos", exact=False).first
-    box.click()
-    box.fill("Men Tshirts")
-    page.get_by_role("option", name="Men Tshirts", exact=False).first.click()
+    choose(page, "Category of these photos", "Men Tshirts")
     page.get_by_role("button", name="Upload and suggest").click()
     expect(page.locator("#vt-upload-report")).to_contain_text("3 photo(s) ready", timeout=60_000)
     ids = tuple(sorted(p["product_id"] for p in seller.predict(3, 0, api_name="/products")))
@@ -136,7 +132,6 @@ def walk(browser, app: RunningApp, dataset: Path, photos: list[Path], shots: Pat
         expect(page.locator("#vt-chips-0 label").first).to_be_visible(timeout=30_000)
 
     opened(ids[0])
-    version = seller.predict(ids[0], api_name="/product")["suggestion"]["model_version"]
     expect(page.locator("#vt-keys")).to_contain_text("Ctrl+Enter save and next")
     shot(page, "4-label-form.png")
     keys = page.keyboard
@@ -181,4 +176,4 @@ def walk(browser, app: RunningApp, dataset: Path, photos: list[Path], shots: Pat
     shot(page, "6-history-undo.png")
     assert _latest(seller, ids[1])["color"][1] == "undo"
     page.close()
-    return Walked(ids, version, tuple(taken))
+    return Walked(ids, tuple(taken))
