@@ -118,3 +118,15 @@ def write_subset(source: Path, ids: set[str], target: Path) -> None:
     for photo in (source / "images").iterdir():
         if photo.stem in ids:
             (target / "images" / photo.name).symlink_to(photo.resolve())
+
+
+def read_split(data: Path, *, with_val: bool = True) -> tuple:
+    """(taxonomy, train.csv examples, val.csv examples) of a competition-layout folder; the
+    taxonomy is the data's own (``category_attributes.parquet`` and train.csv's values)."""
+    from taxonomy import taxonomy_from_competition
+    from trainer import read_dataset
+
+    taxonomy = taxonomy_from_competition(data / "category_attributes.parquet", data / "train.csv")
+    train, _ = read_dataset(data, taxonomy)
+    val = read_dataset(data, taxonomy, csv_name="val.csv")[0] if with_val else []
+    return taxonomy, train, val

@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import MYNTRA, add_common_args, device_name, emit, ready
+from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready
 
-from taxonomy import LabeledExample, taxonomy_from_competition
+from taxonomy import LabeledExample
 from trainer import (
     Predictor,
     default_model_config,
     default_train_config,
     expected_calibration_error,
     load_checkpoint,
-    read_dataset,
     retrain_heads,
     train_full,
 )
@@ -114,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not ready(args, args.data):
         return 2
-    taxonomy = taxonomy_from_competition(args.data / "category_attributes.parquet", args.data / "train.csv")
-    train, _ = read_dataset(args.data, taxonomy)
-    val, _ = read_dataset(args.data, taxonomy, csv_name="val.csv")
+    taxonomy, train, val = read_split(args.data)
     model_config = default_model_config("cpu", weights="none")
     config = replace(default_train_config("cpu"), epochs=args.epochs, seed=args.seed)
     if args.smoke:

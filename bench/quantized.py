@@ -66,7 +66,27 @@ def calibrate_batchnorm(model: torch.nn.Module, photos: list[str], preprocess, b
     model.eval()
 
 
+def given_model(tmp: Path, args: argparse.Namespace, train) -> tuple[Path, Path, dict]:
+    """``--checkpoint``: a trained fp32 checkpoint (``python -m trainer train ...``), quantized here
+    as an admin would (``python -m trainer quantize``), calibrated on training photos."""
+    ckpt = load_checkpoint(args.checkpoint)
+    t0 = time.perf_counter()
+    int8 = tmp / "int8" / "model.pt"
+    photos = [e.image_path for e in train[: args.calibration_photos]]
+    quantize_checkpoint(args.checkpoint, int8, photos=photos)
+    held_out = ckpt.metrics.get("score")
+    setup = {
+        "model": f"SE-{ckpt.model_config.arch} {ckpt.preprocess.image_size}px, trained: {args.checkpoint} "
+        f"(trunk: {ckpt.backbone_source}; its held-out score {held_out})",
+        "calibration_photos": args.calibration_photos,
+        "quantize_s": round(time.perf_counter() - t0, 1),
+    }
+    return args.checkpoint, int8, setup
+
+
 def build_models(tmp: Path, args: argparse.Namespace, taxonomy, train) -> tuple[Path, Path, dict]:
+    if args.checkpoint is not None:
+        return given_model(tmp, args, train)
     config = default_model_config("cuda", weights="none")  # the GPU default: SE-ResNet50, 224 px
     if args.smoke:
         config = replace(config, arch="resnet18", image_size=64)
@@ -140,6 +160,12 @@ def rates(paths: dict[str, Predictor], raw: torch.Tensor, cats: list[str], reps:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a trained fp32 checkpoint to quantize and compare (default: build the random-trunk model)",
+    )
     parser.add_argument("--bn-photos", type=int, default=96)
     parser.add_argument("--train-photos", type=int, default=600)
     parser.add_argument("--heads-epochs", type=int, default=40)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from taxonomy import file_sha256
@@ -151,8 +152,16 @@ def create_run(
         created_by=user_id(created_by) if created_by is not None else None,
         trigger=trigger,
     )
-    session.add(run)
-    session.flush()
+    try:
+        with session.begin_nested():  # a savepoint: the caller's transaction survives a refusal
+            session.add(run)
+    except IntegrityError:
+        # Another process queued its run between the check above and this insert: the database's
+        # one-active-run index (``uq_training_runs_one_active``) refused the second.
+        busy = running_run(session)
+        if busy is None:  # not that rule: some other constraint, which the caller should see
+            raise
+        raise RunInProgressError(f"training run {busy.id} is {busy.status}; wait for it to finish") from None
     return run
 
 

@@ -38,6 +38,7 @@ VERSION_KINDS = ("heads", "full")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "rejected", "cancelled")
 RUN_TRIGGERS = ("admin", "policy")
 RUN_ACTIVE_STATUSES = ("queued", "running")
+ACTIVE_RUN_EXPRESSION = "(status IN ('queued', 'running'))"
 # The attribute name under which a prediction of the product's category is stored.
 CATEGORY_ATTRIBUTE = "__category__"
 
@@ -217,6 +218,16 @@ class TrainingRun(Base):
         CheckConstraint(_in("status", RUN_STATUSES), name="status"),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress"),
         CheckConstraint(_in('"trigger"', RUN_TRIGGERS), name="trigger"),
+        # At most one run queued or running is the database's rule, not the code's: two web
+        # replicas whose retrain policies decide at the same moment cannot both queue a run
+        # (the index's expression is true for every active row, so a second one is a duplicate).
+        Index(
+            "uq_training_runs_one_active",
+            text(ACTIVE_RUN_EXPRESSION),
+            unique=True,
+            sqlite_where=text(ACTIVE_RUN_EXPRESSION),
+            postgresql_where=text(ACTIVE_RUN_EXPRESSION),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -26,6 +26,7 @@ SMOKE = {
     "keyboard.py": ["--smoke"],
     "label_noise.py": ["--smoke"],
     "near_duplicates.py": ["--smoke"],
+    "versus_plain.py": ["--smoke"],
 }
 
 

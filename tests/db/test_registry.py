@@ -104,3 +104,50 @@ def test_a_queued_run_is_claimed_once_and_a_dead_workers_run_is_interrupted(sess
     with session_factory.begin() as s:
         assert db.interrupt_dead_runs(s, stale_after_s=0, gone=lambda worker: False) == [again]
         assert db.running_run(s) is None
+
+
+def test_the_database_allows_one_queued_or_running_run_only(engine) -> None:
+    """The rule holds for writers that skip ``create_run``'s check (another replica's code, a
+    script): a second queued or running row is refused by the database itself."""
+    from sqlalchemy import insert, update
+    from sqlalchemy.exc import IntegrityError
+
+    row = dict(kind="full", progress=0.0, message="", params={}, trigger="policy", created_at=db.tables.utcnow())
+    with engine.begin() as conn:
+        first = conn.execute(insert(db.TrainingRun).values(status="queued", **row)).inserted_primary_key[0]
+        for status in ("succeeded", "failed", "interrupted", "succeeded"):  # finished ones: any number
+            conn.execute(insert(db.TrainingRun).values(status=status, **row))
+    for status in ("queued", "running"):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(db.TrainingRun).values(status=status, **row))
+    with engine.begin() as conn:  # once the first has finished, the next may queue
+        conn.execute(update(db.TrainingRun).where(db.TrainingRun.id == first).values(status="succeeded"))
+        conn.execute(insert(db.TrainingRun).values(status="running", **row))
+    with engine.connect() as conn:
+        statuses = conn.scalars(select(db.TrainingRun.status).order_by(db.TrainingRun.id)).all()
+    assert statuses == ["succeeded", "succeeded", "failed", "interrupted", "succeeded", "running"]
+
+
+def test_two_replicas_queueing_at_once_get_one_run_and_a_clear_refusal(session_factory, admin: db.User) -> None:
+    """Replica B's check sees no active run; replica A queues and commits before B writes (the
+    race of two retrain policies deciding at the same moment): B gets RunInProgressError naming
+    A's run, and B's own transaction stays usable."""
+    from sqlalchemy import event
+
+    with session_factory() as b:
+        first: list[int] = []
+
+        def replica_a_commits_first(session, flush_context, instances) -> None:
+            if not first:
+                with session_factory.begin() as a:
+                    first.append(db.create_run(a, kind="heads", trigger="policy").id)
+
+        event.listen(b, "before_flush", replica_a_commits_first)
+        with pytest.raises(db.RunInProgressError, match=r"training run \d+ is queued"):
+            db.create_run(b, kind="full", trigger="policy", created_by=admin)
+        event.remove(b, "before_flush", replica_a_commits_first)
+        assert first and db.running_run(b).id == first[0]
+        b.commit()  # the refused insert was rolled back to its savepoint; the session still commits
+    with session_factory() as s:
+        runs = s.scalars(select(db.TrainingRun)).all()
+        assert [(r.id, r.kind, r.status) for r in runs] == [(first[0], "heads", "queued")]

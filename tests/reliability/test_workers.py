@@ -36,16 +36,18 @@ def test_two_workers_on_one_postgresql_database_never_take_the_same_run(postgres
     workers = [worker(tmp_path / f"data-{i}", log, *args) for i, log in enumerate(logs)]
     try:
         wait_for(lambda: all("waiting for training runs" in log.read_text() for log in logs), 120, "both workers up")
-        with sessions.begin() as session:
-            # Queued side by side, as two web replicas' buttons could at the same moment. With no
-            # labelled product each run fails at once: the workers do little else than race for runs.
-            for _ in range(RUNS):
-                session.add(db.TrainingRun(kind="heads", status="queued", message="queued", created_by=admin_id))
-        wait_for(
-            lambda: not query(postgres_url, "SELECT id FROM training_runs WHERE status IN ('queued', 'running')"),
-            180,
-            "every run ending",
-        )
+        # One run queued at a time (the database allows no second: uq_training_runs_one_active),
+        # both workers polling for it: each run is a race that exactly one of them must win. With
+        # no labelled product each run fails at once: the workers do little else than race.
+        for _ in range(RUNS):
+            with sessions.begin() as session:
+                db.create_run(session, kind="heads", created_by=session.get(db.User, admin_id))
+            wait_for(
+                lambda: not query(postgres_url, "SELECT id FROM training_runs WHERE status IN ('queued', 'running')"),
+                60,
+                "the run ending",
+                every=0.02,
+            )
     finally:
         for process in workers:
             process.terminate()
