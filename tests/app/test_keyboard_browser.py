@@ -33,6 +33,9 @@ def _open(page, product_id: int) -> None:
     expect(page.locator("#vt-summary")).to_contain_text(f"Product {product_id}", timeout=30_000)
     # The chips of the first attribute are there: the keys have something to pick.
     expect(page.locator("#vt-chips-0 label").first).to_be_visible(timeout=30_000)
+    # Every event of the opening has ended (no status tracker counts seconds): on a slow machine the
+    # similar-products event can still run, and a key pressed then waits behind it.
+    expect(page.locator(".progress-text")).to_have_count(0, timeout=30_000)
 
 
 def _chips(served: Served, product_id: int, attribute: str) -> list[str]:

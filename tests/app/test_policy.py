@@ -60,6 +60,9 @@ def test_labels_start_runs_by_themselves_and_the_form_suggests_from_the_new_vers
             path = save_photo(tmp_path_factory.mktemp("p"), f"{i}.jpg", photo(category, color, i % 2 == 1, 3000 + i))
             upload = alice.predict(handle_file(path), category, api_name="/upload")
             assert upload["suggestion"]["model_version"] == v1
+            if i == 0:  # she disagrees with the model once, whatever it got right: one correction at least
+                pair = ("white", "black") if category == "Men Tshirts" else ("red", "blue")
+                color = pair[1] if upload["suggestion"]["attributes"]["color"]["value"] == pair[0] else pair[0]
             alice.predict(upload["product_id"], category, {"color": color}, api_name="/save")
         second = wait_for_run(admin, wait_for_policy_run(admin, first_run["run_id"])["run_id"])
         assert second["trigger"] == "policy" and second["kind"] == "heads", second

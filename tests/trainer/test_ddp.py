@@ -53,7 +53,11 @@ TINY = {
         "complex_threshold": 3,
     },
 }
-SCORE_TOLERANCE = 0.15
+# Gloo's all-reduce sums the two halves of each batch in another order than one process does, and
+# on this tiny model those rounding differences grow over 8 epochs: within 0.05 on an AVX-512 Xeon,
+# 0.93 vs 0.71 (both far above the untrained 0.3) on a 2-core AVX2 EPYC. The exact claims are the
+# step counts and the identical parameters on both ranks, asserted before the scores.
+SCORE_TOLERANCE = 0.25
 
 
 def readme_command() -> list[str]:
@@ -143,7 +147,7 @@ def test_torchrun_trains_like_one_process(folder: Path, tmp_path: Path) -> None:
     assert last["scheduler"]["_step_count"] == reference["scheduler"]["_step_count"] == 8 * 4 + 1
     assert len(last["history"]) == len(reference["history"]) == 8
     scores = [float(re.search(r"held-out score (\S+)", run.stdout).group(1)) for run in (ddp, single)]
-    assert scores[0] > 0.6, scores  # it learnt: the untrained model scores about 0.3 here
+    assert min(scores) > 0.6, scores  # both learnt: the untrained model scores about 0.3 here
     assert abs(scores[0] - scores[1]) <= SCORE_TOLERANCE, scores
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-11
+Create Date: 2026-12-03
 
 - ``uq_training_runs_one_active``: a unique partial index over an expression that is true for
   every queued or running run, so a second active row is a duplicate. ``create_run`` checked this
