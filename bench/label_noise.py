@@ -29,15 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, device_name, emit, ready
+from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready
 
-from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy, taxonomy_from_competition
+from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
 from trainer import (
     default_model_config,
     default_train_config,
     embed_examples,
     load_checkpoint,
-    read_dataset,
     train_full,
 )
 from trainer.embeddings import Embedded
@@ -110,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ready(args, args.data):
         return 2
     t0 = time.perf_counter()
-    taxonomy = taxonomy_from_competition(args.data / "category_attributes.parquet", args.data / "train.csv")
-    train, _ = read_dataset(args.data, taxonomy)
-    val, _ = read_dataset(args.data, taxonomy, csv_name="val.csv")
+    taxonomy, train, val = read_split(args.data)
     model_config = replace(default_model_config("cpu", weights="none"), image_size=args.image_size)
     config = replace(default_train_config("cpu"), epochs=args.epochs, progressive_size=0, val_fraction=0.0)
     folds, seeds = args.folds, args.seeds

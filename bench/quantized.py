@@ -33,9 +33,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, add_common_args, device_name, emit, ready
+from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready
 
-from taxonomy import taxonomy_from_competition
 from trainer import (
     Predictor,
     build_model,
@@ -43,7 +42,6 @@ from trainer import (
     default_train_config,
     load_checkpoint,
     preprocess_for,
-    read_dataset,
     retrain_heads,
     save_checkpoint,
 )
@@ -180,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.bn_photos, args.train_photos, args.heads_epochs, args.calibration_photos = 16, 48, 3, 16
         args.val, args.reps, args.batch = 12, 2, 4
-    taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")
-    train, _ = read_dataset(MYNTRA, taxonomy)
-    val, _ = read_dataset(MYNTRA, taxonomy, csv_name="val.csv")
+    taxonomy, train, val = read_split(MYNTRA)
     val = [e for e in val if e.image_path is not None][: args.val or None]
     with tempfile.TemporaryDirectory(prefix="quantized-bench-") as tmp:
         fp32_path, int8_path, setup = build_models(Path(tmp), args, taxonomy, train)

@@ -21,9 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, emit, per_attribute_mean, ready
+from _common import MYNTRA, add_common_args, emit, per_attribute_mean, read_split, ready
 
-from taxonomy import taxonomy_from_competition
 from trainer import (
     ModelConfig,
     TrainConfig,
@@ -33,7 +32,6 @@ from trainer import (
     load_checkpoint,
     load_images,
     majority_baseline,
-    read_dataset,
     train_full,
 )
 
@@ -74,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ready(args, args.data):
         return 2
 
-    taxonomy = taxonomy_from_competition(args.data / "category_attributes.parquet", args.data / "train.csv")
-    train, _ = read_dataset(args.data, taxonomy)
-    val, _ = read_dataset(args.data, taxonomy, csv_name="val.csv") if not args.no_val else ([], [])
+    taxonomy, train, val = read_split(args.data, with_val=not args.no_val)
     model_config: ModelConfig = default_model_config("cpu", weights="none")
     config: TrainConfig = default_train_config("cpu")
     if args.smoke:

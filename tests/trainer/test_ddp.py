@@ -54,7 +54,7 @@ TINY = {
     },
 }
 # Gloo's all-reduce sums the two halves of each batch in another order than one process does, and
-# on this tiny model those rounding differences grow over 8 epochs: within 0.05 on an AVX-512 Xeon,
+# on this tiny model those rounding differences grow over 8 epochs: within 0.15 on an AVX-512 Xeon,
 # 0.93 vs 0.71 (both far above the untrained 0.3) on a 2-core AVX2 EPYC. The exact claims are the
 # step counts and the identical parameters on both ranks, asserted before the scores.
 SCORE_TOLERANCE = 0.25
