@@ -32,7 +32,7 @@ import torch
 from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_mean, pick_device, ready
 
 from taxonomy import LabeledExample, Taxonomy, default_taxonomy, taxonomy_from_competition
-from trainer import load_checkpoint, load_images, plan_run, read_dataset, train_full
+from trainer import load_checkpoint, load_images, plan_run, read_dataset, survey_photos, train_full
 from trainer.config import CROPS
 from trainer.evaluation import average, score, to_probabilities, top_values
 from trainer.labels import encode_labels
@@ -191,7 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device()
     taxonomy = taxonomy_of(args.data)
     examples, _ = read_dataset(args.data, taxonomy)
-    plan = plan_run(device.type, weights=args.weights)
+    # The default's photo size follows the photos' shape (``fit_to_photos``), for a fold's share.
+    photos = survey_photos(e.image_path for e in examples)
+    if photos is not None and not (args.image_size or args.progressive_size is not None):
+        photos = replace(photos, count=round(len(examples) * (args.folds - 1) / args.folds))
+    else:
+        photos = None
+    plan = plan_run(device.type, weights=args.weights, photos=photos)
+    if plan.photo_note:
+        logging.info("photo size: %s", plan.photo_note)
     model_config, config = plan.model_config, replace(plan.config, seed=args.seed)
     k = args.folds
     if args.smoke:
@@ -209,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         "progressive_fraction": args.progressive_fraction,
     }
     config = replace(config, **{key: v for key, v in train_over.items() if v is not None})
+    if config.progressive_size >= model_config.image_size:  # early epochs never larger than the rest
+        config = replace(config, progressive_size=0)
     args.out = args.out or Path(tempfile.mkdtemp(prefix="cv-"))
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {

@@ -1,6 +1,6 @@
 """The CPU default against the plain reference, on one data set, same split, same run.
 
-    python bench/versus_plain.py --data ../shared/data/flixstock-dev    # about 10 min here
+    python bench/versus_plain.py --data ../shared/data/flixstock-dev    # about 45 min on a 2-core AVX2 box
     python bench/versus_plain.py                                        # myntra-dev, about 20 min
     python bench/versus_plain.py --smoke                                # a few photos, for CI
 
@@ -9,9 +9,11 @@ cross-entropy, 10 epochs* trained on the same photos. Both arms train on all of 
 their fixed schedule (last epoch kept) and are scored on ``val.csv`` with mirror averaging; val.csv
 is read only to score, after both have trained.
 
-- default: ``trainer.default_model_config("cpu")`` and ``default_train_config("cpu")`` as they are
-  (SE-ResNet18, 112 px, 38 epochs with the first half at 80 px, focal loss with class weights,
-  balanced sampler, label-true augmentation, prior correction).
+- default: what ``python -m trainer train --weights none`` plans on the CPU (``trainer.plan_run``
+  with the training photos' survey): SE-ResNet18, 112 px, 38 epochs with the first half at 80 px,
+  focal loss with class weights, balanced sampler, label-true augmentation, prior correction;
+  for photos that are not square the size follows their shape within the recipe's budget
+  (``trainer.recipe.fit_to_photos``: flixstock's 225x300 train at 144 px, the first half at 96).
 - plain: the same network code (one SE block after the last stage and MLP heads, which the plain
   recipe lacks in name only: they are a few percent of the parameters) at 128 px with everything
   the default adds switched off: cross-entropy (focal gamma 0), no class weights, no balanced
@@ -44,6 +46,8 @@ from trainer import (
     load_checkpoint,
     load_images,
     majority_baseline,
+    plan_run,
+    survey_photos,
     train_full,
 )
 
@@ -108,13 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     if not ready(args, args.data):
         return 2
     taxonomy, train, val = read_split(args.data)
+    plan = plan_run("cpu", weights="none", photos=survey_photos(e.image_path for e in train))
+    if plan.photo_note:
+        logging.info("default arm's photo size: %s", plan.photo_note)
     arms = {
-        "default": (default_model_config("cpu", weights="none"), default_train_config("cpu")),
+        "default": (plan.model_config, plan.config),
         "plain": plain_configs(),
     }
     if args.smoke:
         train, val = train[:96], val[:32]
-        arms = {k: (replace(m, image_size=64), replace(t, epochs=1)) for k, (m, t) in arms.items()}
+        arms = {k: (replace(m, image_size=64), replace(t, epochs=1, progressive_size=0)) for k, (m, t) in arms.items()}
     out = args.out or Path(tempfile.mkdtemp(prefix="versus-plain-"))
     numbers: dict[str, Any] = {
         "data": args.data.name,

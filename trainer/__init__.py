@@ -26,7 +26,7 @@ from .pipeline import train_full
 from .predictor import Predictor
 from .preprocess import Preprocess, augment, open_image, prepare_image, preprocess_for, to_model_input
 from .prior import choose_logit_adjustments
-from .recipe import RunPlan, plan_run
+from .recipe import PhotoSurvey, RunPlan, fit_to_photos, plan_run, survey_photos
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import intra_op_threads
 from .train import FitResult, TrainResult, evaluate, fit, train_one_epoch
@@ -41,6 +41,7 @@ __all__ = [
     "FitResult",
     "ImageSet",
     "ModelConfig",
+    "PhotoSurvey",
     "Predictor",
     "Preprocess",
     "PretrainedWeightsUnavailable",
@@ -65,6 +66,7 @@ __all__ = [
     "evaluate_checkpoint",
     "expected_calibration_error",
     "fit",
+    "fit_to_photos",
     "focal_loss",
     "intra_op_threads",
     "is_calibrated",
@@ -82,6 +84,7 @@ __all__ = [
     "sample_weights",
     "save_checkpoint",
     "split_held_out",
+    "survey_photos",
     "to_model_input",
     "train_full",
     "train_one_epoch",

@@ -44,7 +44,7 @@ from .pipeline import train_full
 from .predictor import Predictor
 from .pretrain import PretrainConfig, pretrain_catalogue
 from .quantize import DEFAULT_CALIBRATION_PHOTOS, calibration_photos, quantize_checkpoint
-from .recipe import plan_run
+from .recipe import plan_run, survey_photos
 from .retrain import evaluate_checkpoint, retrain_heads
 from .runtime import resolve_device
 from .train import TrainResult
@@ -139,10 +139,16 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
         # be downloaded) decides the recipe's defaults, which the config file and the options
         # below then override.
         weights = args.weights or given["model"].get("weights")
-        plan = plan_run(device.type, weights=weights, arch=args.arch or given["model"].get("arch"))
+        # The scratch recipe's size follows the photos' shape unless a size or crop is asked for.
+        asked = (given["model"].get("image_size"), given["model"].get("crop"), given["train"].get("progressive_size"))
+        sized = args.image_size or args.crop or any(v is not None for v in asked)
+        photos = None if sized else survey_photos(e.image_path for e in examples)
+        plan = plan_run(device.type, weights=weights, arch=args.arch or given["model"].get("arch"), photos=photos)
         config, model_config, trunk = plan.config, plan.model_config, plan.trunk
         if dist.is_main:
             print(f"trunk weights: {plan.backbone_source}; recipe: {plan.recipe}")
+            if plan.photo_note:
+                print(f"photo size: {plan.photo_note}")
     if args.config:
         config, model_config = (
             _overridden(config, given["train"], args.config),
@@ -159,6 +165,8 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
         config = replace(config, heads_epochs=args.epochs)
     if args.image_size:
         model_config = replace(model_config, image_size=args.image_size)
+    if config.progressive_size >= model_config.image_size:  # a size asked below the early epochs' own
+        config = replace(config, progressive_size=0)
     if args.crop:
         model_config = replace(model_config, crop=args.crop)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None

@@ -20,7 +20,7 @@ from .distributed import SINGLE, DistContext
 from .labels import encode_labels
 from .model import build_model
 from .preprocess import preprocess_for
-from .recipe import plan_run
+from .recipe import plan_run, survey_photos
 from .retrain import evaluate_checkpoint
 from .runtime import resolve_device, seed_everything
 from .train import TrainResult, fit
@@ -79,8 +79,12 @@ def train_full(
         recipe = recipe_for(base.backbone_source)
         config = config or finetune_config(default_train_config(dev.type, recipe=recipe))
     else:
-        plan = plan_run(dev.type, config=config, model_config=model_config, trunk=trunk, fetch=fetch)
+        # A fully default run fits the recipe's photo size to the photos' shape (``fit_to_photos``).
+        photos = survey_photos(e.image_path for e in examples) if config is None and model_config is None else None
+        plan = plan_run(dev.type, config=config, model_config=model_config, trunk=trunk, fetch=fetch, photos=photos)
         config, model_config = plan.config, plan.model_config
+        if plan.photo_note:
+            logger.info("photo size: %s", plan.photo_note)
     seed = config.seed if seed is None else seed
     encode_labels(examples, taxonomy)  # fail before any photo is read if a label is unknown
     if val_examples is None:
