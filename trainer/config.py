@@ -169,7 +169,8 @@ def recipe_for(backbone_source: str) -> Recipe:
 
 def default_model_config(device: str, *, weights: str = "imagenet", recipe: Recipe = "scratch") -> ModelConfig:
     """SE-ResNet50 where a GPU trains it, SE-ResNet18 on a CPU; at 224 px from a pretrained trunk
-    (its training size), from scratch 224 px on a GPU and 112 px on a CPU."""
+    (its training size), from scratch 224 px on a GPU and 112 px on a CPU (for square photos:
+    ``recipe.fit_to_photos`` lets a run on padded portrait or landscape photos train larger)."""
     arch: Arch = "resnet50" if device.startswith("cuda") else "resnet18"
     if recipe == "pretrained":
         return ModelConfig(arch=arch, image_size=PRETRAINED_IMAGE_SIZE, weights=weights)
