@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +38,18 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def work_dir(out: Path | None, prefix: str) -> Path:
+    """``out`` when the user named one (created, and kept with every checkpoint the run wrote), else
+    a temporary folder removed when the benchmark exits: a run's checkpoints and resume states
+    take hundreds of MB (a loop run about 1 GB), which would otherwise pile up in /tmp."""
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready
+from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready, work_dir
 
 from taxonomy import LabeledExample
 from trainer import (
@@ -106,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=MYNTRA)
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: a temporary one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: a temporary one, removed at the end)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     add_common_args(parser, "a few photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         train, val = train[:160], val[:40]
         model_config = replace(model_config, image_size=64)
         config = replace(config, epochs=1, tau_min_labels=5)
-    out = args.out or Path(tempfile.mkdtemp(prefix="calibration-"))
+    out = work_dir(args.out, "calibration-")
 
     t0 = time.perf_counter()
     # val.csv is the held-out set the run's metric is measured on; the temperatures (and the taus,

@@ -23,13 +23,12 @@ import argparse
 import json
 import logging
 import random
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_mean, pick_device, ready
+from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_mean, pick_device, ready, work_dir
 
 from taxonomy import LabeledExample, Taxonomy, default_taxonomy, taxonomy_from_competition
 from trainer import load_checkpoint, load_images, plan_run, read_dataset, survey_photos, train_full
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="folder for the folds; a rerun with the same folder continues (default: a temp dir)",
+        help="folder for the folds; a rerun with it continues (default: a temporary one, removed at the end)",
     )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--weights", default="none", help="none (from scratch) or a ResNet weights file")
@@ -219,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(config, **{key: v for key, v in train_over.items() if v is not None})
     if config.progressive_size >= model_config.image_size:  # early epochs never larger than the rest
         config = replace(config, progressive_size=0)
-    args.out = args.out or Path(tempfile.mkdtemp(prefix="cv-"))
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = work_dir(args.out, "cv-")
     settings = {
         "data": str(args.data.resolve()),
         "folds": k,

@@ -30,12 +30,11 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, emit, wait_for_app, write_subset
+from _common import MYNTRA, ROOT, emit, wait_for_app, work_dir, write_subset
 
 from taxonomy import NOT_APPLICABLE, LabeledExample, file_sha256, load_taxonomy
 
@@ -289,7 +288,9 @@ def check_saved(db_file: Path, owner: str, products: dict[int, LabeledExample]) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=MYNTRA)
-    parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="working folder (default: a temporary one, removed at the end)"
+    )
     parser.add_argument("--products", type=int, default=20)
     parser.add_argument("--train", type=int, default=600, help="train.csv products the quick model learns from")
     parser.add_argument("--epochs", type=int, default=4)
@@ -301,8 +302,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    work = args.out or Path(tempfile.mkdtemp(prefix="keyboard-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.out, "keyboard-")
     if args.smoke:
         args.data = generated_dataset(work / "generated")
         args.products, args.train, args.epochs, args.image_size = 2, 22, 1, 48

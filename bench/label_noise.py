@@ -23,13 +23,12 @@ import argparse
 import logging
 import math
 import random
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready
+from _common import MYNTRA, add_common_args, device_name, emit, read_split, ready, work_dir
 
 from taxonomy import NOT_APPLICABLE, LabeledExample, Taxonomy
 from trainer import (
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         folds, seeds = 2, 1
     noisy, flips = flip_labels(train, taxonomy, args.share, args.seed)
 
-    out = Path(tempfile.mkdtemp(prefix="label-noise-"))
+    out = work_dir(None, "label-noise-")
     t_trunk = time.perf_counter()
     result = train_full(
         noisy,

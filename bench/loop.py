@@ -37,7 +37,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, percentile, wait_for_app, write_subset
+from _common import MYNTRA, ROOT, percentile, wait_for_app, work_dir, write_subset
 
 from taxonomy import LabeledExample, Taxonomy, load_taxonomy
 from trainer import evaluate_checkpoint, read_dataset, train_full
@@ -134,7 +134,9 @@ def val_score(app: App, version_id: str, val: list[LabeledExample], cache: Path)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=MYNTRA)
-    parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="working folder (default: a temporary one, removed at the end)"
+    )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--first-share", type=float, default=0.5, help="share of train.csv imported before the stream")
     parser.add_argument("--limit", type=int, default=0, help="use only this many products of train.csv (0: all)")
@@ -149,10 +151,7 @@ def main() -> int:
     if not (args.data / "train.csv").is_file():
         print(f"no train.csv in {args.data}", file=sys.stderr)
         return 2
-    import tempfile
-
-    work = args.out or Path(tempfile.mkdtemp(prefix="loop-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.out, "loop-")
     taxonomy_file = work / "taxonomy.json"
     subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "taxonomy", "from-data", str(args.data), "--out", str(taxonomy_file)],

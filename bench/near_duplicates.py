@@ -14,14 +14,13 @@ import csv
 import hashlib
 import io
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, myntra_missing
+from _common import MYNTRA, myntra_missing, work_dir
 
 from taxonomy import taxonomy_from_competition
 from trainer import Predictor, Preprocess, build_model, default_model_config, save_checkpoint
@@ -98,7 +97,7 @@ def main() -> int:
     if args.smoke:
         args.n = 8
         if args.checkpoint is None:
-            args.checkpoint = untrained_checkpoint(data, Path(tempfile.mkdtemp(prefix="near-dup-")) / "model.pt")
+            args.checkpoint = untrained_checkpoint(data, work_dir(None, "near-dup-") / "model.pt")
     with open(data / "train.csv", newline="") as handle:
         ids = [row["id"] for row in csv.DictReader(handle)]
     # One product per distinct photo: the set holds a few byte-identical photos under two ids.

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, emit, ready
+from _common import MYNTRA, add_common_args, emit, ready, work_dir
 from PIL import Image
 
 from taxonomy import taxonomy_from_competition
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 300 if args.smoke else args.products
     subset = 32 if args.smoke else args.subset
     taxonomy = taxonomy_from_competition(MYNTRA / "category_attributes.parquet", MYNTRA / "train.csv")
-    work = Path(tempfile.mkdtemp(prefix="retrain-speed-"))
+    work = work_dir(None, "retrain-speed-")
     products = make_products(n, work / "images", taxonomy)
     model_config = default_model_config("cpu", weights="none")
     config = TrainConfig()

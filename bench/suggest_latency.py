@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, add_common_args, device_name, emit, percentile, pick_device, ready, sync
+from _common import MYNTRA, add_common_args, device_name, emit, percentile, pick_device, ready, sync, work_dir
 
 import db
 from db.users import hash_password
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     val, _ = read_dataset(MYNTRA, taxonomy, csv_name="val.csv")
     photos = [Path(ex.image_path) for ex in train[-n_photos:]]
     val_paths = [Path(ex.image_path) for ex in val[:n_val]]
-    work = Path(tempfile.mkdtemp(prefix="suggest-latency-"))
+    work = work_dir(None, "suggest-latency-")
 
     store = Store(work, [f"owner{i}" for i in range(2 * len(MODELS))])
     paths: dict[str, Predictor] = {}

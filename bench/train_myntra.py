@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import MYNTRA, add_common_args, emit, per_attribute_mean, read_split, ready
+from _common import MYNTRA, add_common_args, emit, per_attribute_mean, read_split, ready, work_dir
 
 from trainer import (
     ModelConfig,
@@ -41,7 +40,9 @@ REFERENCES = {"majority value": 0.333, "plain ResNet18 128px CE 10 ep (about 4.5
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=MYNTRA)
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: a temporary one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: a temporary one, removed at the end)"
+    )
     parser.add_argument("--arch", default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.held_out or args.no_val):
         config = replace(config, val_fraction=0.0)
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="myntra-"))
+    out = work_dir(args.out, "myntra-")
     t0, cpu0 = time.perf_counter(), time.process_time()
     result = train_full(
         train,

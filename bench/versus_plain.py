@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import MYNTRA, add_common_args, emit, per_attribute_mean, read_split, ready
+from _common import MYNTRA, add_common_args, emit, per_attribute_mean, read_split, ready, work_dir
 
 from trainer import (
     ModelConfig,
@@ -105,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=MYNTRA, help="a competition-layout folder with val.csv")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="keep both checkpoints here (default: temporary)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep both checkpoints here (default: a temporary folder, removed at the end)",
+    )
     add_common_args(parser, "a few photos, 1 epoch each at 64 px")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         train, val = train[:96], val[:32]
         arms = {k: (replace(m, image_size=64), replace(t, epochs=1, progressive_size=0)) for k, (m, t) in arms.items()}
-    out = args.out or Path(tempfile.mkdtemp(prefix="versus-plain-"))
+    out = work_dir(args.out, "versus-plain-")
     numbers: dict[str, Any] = {
         "data": args.data.name,
         "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}",

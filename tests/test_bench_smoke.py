@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,14 +38,34 @@ def test_every_benchmark_has_a_smoke_run():
     assert sorted(scripts) == sorted(SMOKE)
 
 
+@pytest.fixture
+def short_tmp():
+    """An empty folder directly under the system's temporary folder, removed afterwards. Not under
+    pytest's tmp_path: Chromium puts its profile (and that profile's socket, whose path may not
+    exceed 107 bytes) in TMPDIR, and fails to start from pytest's longer paths."""
+    path = Path(tempfile.mkdtemp(prefix="vt-smoke-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SMOKE))
-def test_benchmark_smoke(script, shared_data):
+def test_benchmark_smoke(script, shared_data, short_tmp):
+    # The benchmark's temporary folders go to a folder of this test's own, so what it leaves
+    # behind can be seen: its checkpoints are hundreds of MB on a full run.
+    tmp = short_tmp
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *SMOKE[script]],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=600,
+        env={**os.environ, "TMPDIR": str(tmp)},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    # Only run_all keeps its folder of logs (it prints their paths); a benchmark's own working
+    # folder is removed unless --out names one. Libraries' caches (torch's compiled kernels,
+    # Gradio's uploads) are theirs to keep.
+    kept = ("torchinductor_", "gradio", *(("bench-",) if script == "run_all.py" else ()))
+    left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith(kept))
+    assert left == [], f"{script} left {left} in its temporary folder"
