@@ -7,10 +7,12 @@ The path is the app's upload path (``webapp.services.upload_one``) minus the HTT
 file, decode it upright (``taxonomy.decode_image``), preprocess, backbone, heads
 (``trainer.Predictor.predict``), then one transaction that stores the product and writes its
 prediction rows (``db.add_uploaded_product`` + ``db.save_prediction``) into a real SQLite file.
-It runs for two models, each with the fast path (the default) and the plain fp32 eager path:
-the project's CPU default (SE-ResNet18, 112 px) and the GPU default architecture (SE-ResNet50,
-224 px). The reference is torchvision's ``resnet50`` in fp32 eager mode, batch 1, 224 px, forward
-only (under ``no_grad``). Every figure is measured interleaved, photo by photo, in one process.
+It runs for three models, each with the fast path (the default) and the plain fp32 eager path:
+the project's CPU default (SE-ResNet18, 112 px), the same at 144 px (what the CPU default trains
+at for a shop of 3:4 portrait photos such as flixstock-dev's, ``trainer.recipe.fit_to_photos``)
+and the GPU default architecture (SE-ResNet50, 224 px). The reference is torchvision's
+``resnet50`` in fp32 eager mode, batch 1, 224 px, forward only (under ``no_grad``). Every figure
+is measured interleaved, photo by photo, in one process.
 
 Trunks are randomly initialised (nothing is downloaded) and the heads' feature standardisation
 is set from embeddings of train.csv photos, as training does, so the heads' outputs are not flat.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,11 +48,18 @@ from trainer import (
     to_model_input,
 )
 
-MODELS = {"se-resnet18-112 (CPU default)": "cpu", "se-resnet50-224 (GPU default)": "cuda"}
+# label: (the device whose default architecture it is, the photo size; None: that default's)
+MODELS: dict[str, tuple[str, int | None]] = {
+    "se-resnet18-112 (CPU default)": ("cpu", None),
+    "se-resnet18-144 (CPU default, 3:4 portrait photos)": ("cpu", 144),
+    "se-resnet50-224 (GPU default)": ("cuda", None),
+}
 
 
-def make_checkpoint(path: Path, kind: str, taxonomy, calibration: list, device: torch.device) -> None:
+def make_checkpoint(path: Path, kind: str, size: int | None, taxonomy, calibration: list, device: torch.device) -> None:
     config = default_model_config(kind, weights="none")
+    if size is not None:
+        config = replace(config, image_size=size)
     torch.manual_seed(0)
     model, _ = build_model(config, taxonomy)
     preprocess = Preprocess(config.image_size)
@@ -132,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
     store = Store(work, [f"owner{i}" for i in range(2 * len(MODELS))])
     paths: dict[str, Predictor] = {}
-    for label, kind in MODELS.items():
-        ckpt = work / f"{kind}.pt"
-        make_checkpoint(ckpt, kind, taxonomy, train[:n_calib], device)
+    for label, (kind, size) in MODELS.items():
+        ckpt = work / f"{kind}-{size or 'default'}.pt"
+        make_checkpoint(ckpt, kind, size, taxonomy, train[:n_calib], device)
         paths[f"{label} fast"] = Predictor.load(ckpt, device=device, fast=True)
         paths[f"{label} fp32 eager"] = Predictor.load(ckpt, device=device, fast=False)
         with store.factory.begin() as session:  # prediction rows name their model version
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     agree = {}
     for label in MODELS:
-        some = val_paths if MODELS[label] == "cpu" else val_paths[: args.val_large]
+        some = val_paths if MODELS[label][0] == "cpu" else val_paths[: args.val_large]
         same, total = agreement(paths[f"{label} fast"], paths[f"{label} fp32 eager"], some)
         agree[label] = {"photos": len(some), "agree": same, "compared": total, "fraction": round(same / total, 4)}
     numbers = {
