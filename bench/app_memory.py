@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MYNTRA, ROOT, device_name, emit, pick_device, wait_for_app
+from _common import MYNTRA, ROOT, device_name, emit, pick_device, wait_for_app, work_dir
 
 from tests.app._data import make_learnable_dataset
 
@@ -110,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"myntra-dev photos not found under {MYNTRA}", file=sys.stderr)
         return 2
     n = 3 if args.smoke else args.suggestions
-    root = Path(tempfile.mkdtemp(prefix="app-memory-"))
+    root = work_dir(None, "app-memory-")
     dataset = make_learnable_dataset(root / "dataset", n=48)
     users_file = root / "users.json"
     users_file.write_text(json.dumps([{"name": k, "password": p, "role": r} for k, (p, r) in USERS.items()]))
@@ -146,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
             serving = status_kb(app.process.pid)
         finally:
             app.stop()
-    shutil.rmtree(root, ignore_errors=True)
     numbers = {
         "device": device_name(pick_device()),
         "torch": torch.__version__,

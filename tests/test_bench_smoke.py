@@ -53,19 +53,18 @@ def short_tmp():
 def test_benchmark_smoke(script, shared_data, short_tmp):
     # The benchmark's temporary folders go to a folder of this test's own, so what it leaves
     # behind can be seen: its checkpoints are hundreds of MB on a full run.
-    tmp = short_tmp
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *SMOKE[script]],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=600,
-        env={**os.environ, "TMPDIR": str(tmp)},
+        env={**os.environ, "TMPDIR": str(short_tmp)},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     # Only run_all keeps its folder of logs (it prints their paths); a benchmark's own working
     # folder is removed unless --out names one. Libraries' caches (torch's compiled kernels,
     # Gradio's uploads) are theirs to keep.
     kept = ("torchinductor_", "gradio", *(("bench-",) if script == "run_all.py" else ()))
-    left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith(kept))
+    left = sorted(p.name for p in short_tmp.iterdir() if not p.name.startswith(kept))
     assert left == [], f"{script} left {left} in its temporary folder"
