@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--crop", choices=CROPS, default=None, help="how a photo becomes square (default: pad)")
+    parser.add_argument(
+        "--colour-bins", type=int, default=None, help="bins per RGB channel of the colour histogram (0: none)"
+    )
     parser.add_argument("--val-fraction", type=float, default=None, help="early-stopping slice (0: none)")
     parser.add_argument("--tau", type=float, default=None, help="the configured tau (the fallback)")
     parser.add_argument(
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         examples, k = examples[:160], 2
         model_config = replace(model_config, image_size=64)
         config = replace(config, epochs=1, tau_min_labels=5)
-    model_over = {"image_size": args.image_size, "crop": args.crop}
+    model_over = {"image_size": args.image_size, "crop": args.crop, "colour_bins": args.colour_bins}
     model_config = replace(model_config, **{key: v for key, v in model_over.items() if v is not None})
     train_over = {
         "epochs": args.epochs,

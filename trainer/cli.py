@@ -169,6 +169,8 @@ def _train(args: argparse.Namespace, device: torch.device, dist: DistContext) ->
         config = replace(config, progressive_size=0)
     if args.crop:
         model_config = replace(model_config, crop=args.crop)
+    if args.colour_bins is not None and args.mode == "full":
+        model_config = replace(model_config, colour_bins=args.colour_bins)
     progress = (lambda f, m: logging.info("%3.0f%% %s", 100 * f, m)) if args.verbose else None
     if args.progress_file is not None and dist.is_main:
         progress = handoff.progress_writer(args.progress_file)
@@ -401,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=["resnet18", "resnet34", "resnet50"], default=None)
     train.add_argument("--image-size", type=int, default=None, help="default: the recipe's (224 px pretrained)")
     train.add_argument("--crop", choices=CROPS, default=None, help="how a photo becomes square (default: pad)")
+    train.add_argument(
+        "--colour-bins",
+        type=int,
+        default=None,
+        help="bins per RGB channel of a colour histogram beside the trunk's features (default 0: none)",
+    )
     train.add_argument("--base", type=Path, default=None, help="heads mode: checkpoint whose backbone is kept")
     train.add_argument("--cache", type=Path, default=None, help="heads mode: embedding cache folder")
     train.add_argument("--taxonomy", type=Path, default=None, help="taxonomy JSON (default: from the data)")

@@ -64,8 +64,13 @@ class ModelConfig:
     # from random initialisation every layer trains.
     frozen_when_pretrained: tuple[str, ...] = ("conv1", "bn1", "layer1", "layer2")
     crop: Crop = "pad"
+    # Bins per RGB channel of the colour histogram the heads see beside the trunk's features
+    # (``colour.ColourHistogram``); 0: none (checkpoints from before it was added).
+    colour_bins: int = 0
 
     def __post_init__(self) -> None:
+        if self.colour_bins and not 2 <= self.colour_bins <= 16:
+            raise ValueError(f"colour_bins must be 0 (off) or 2-16 bins per channel, got {self.colour_bins}")
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise ValueError(f"arch must be resnet18, resnet34 or resnet50, got {self.arch!r}")
         if self.crop not in CROPS:

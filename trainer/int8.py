@@ -34,6 +34,7 @@ from torch import nn
 from torch.ao import quantization as tq
 from torchvision.models.quantization.resnet import QuantizableBasicBlock, QuantizableBottleneck, QuantizableResNet
 
+from .colour import ColourHistogram
 from .config import ModelConfig
 from .model import _FEATURES, Backbone, SEBlock
 
@@ -76,7 +77,7 @@ class QuantizedBackbone(nn.Module):
 
     quantized = True  # ``fastpath.inference_backbone`` serves it as it is
 
-    def __init__(self, arch: str, se_reduction: int = 16) -> None:
+    def __init__(self, arch: str, se_reduction: int = 16, colour_bins: int = 0) -> None:
         super().__init__()
         if arch not in _LAYOUT:
             raise ValueError(f"no int8 layout for {arch!r}; known: {sorted(_LAYOUT)}")
@@ -86,7 +87,11 @@ class QuantizedBackbone(nn.Module):
         self.trunk = nn.Sequential(*[m for name, m in net.named_children() if name not in _DROPPED])
         self.dequant = tq.DeQuantStub()
         self.out_features = _FEATURES[arch]
+        self.trunk_features = self.out_features  # as ``Backbone.trunk_features``
         self.se = SEBlock(self.out_features, se_reduction)
+        self.colour = ColourHistogram(colour_bins) if colour_bins else None
+        if self.colour is not None:
+            self.out_features += self.colour.out_features
 
     def fuse(self) -> None:
         """Conv-BN(-ReLU) into one module each (the stem is trunk 0-2), as torchvision's
@@ -103,6 +108,8 @@ class QuantizedBackbone(nn.Module):
         with _quiet():
             self.qconfig = tq.get_default_qconfig(engine)
             self.se.qconfig = None  # stays fp32
+            if self.colour is not None:
+                self.colour.qconfig = None  # counts pixels of the fp32 input
             tq.prepare(self, inplace=True)
 
     def convert(self) -> None:
@@ -112,7 +119,10 @@ class QuantizedBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.dequant(self.trunk(self.quant(x)))  # (B, C, H/32, W/32), fp32 again
         f = self.se(f)  # (B, C, H/32, W/32)
-        return f.mean(dim=(2, 3))  # (B, C)
+        pooled = f.mean(dim=(2, 3))  # (B, C)
+        if self.colour is None:
+            return pooled
+        return torch.cat([pooled, self.colour(x)], dim=1)  # (B, C + bins**3)
 
     def fingerprint(self) -> str:
         """A hash of the int8 weights, scales and zero points (the embedding cache's key): its
@@ -140,7 +150,7 @@ def calibrated_backbone(
 ) -> QuantizedBackbone:
     """``backbone`` (fp32, of ``config``, left untouched) in int8, its activation ranges observed on
     ``batches`` of model inputs (B, 3, S, S): a few hundred of the training photos are enough."""
-    q = QuantizedBackbone(config.arch, config.se_reduction)
+    q = QuantizedBackbone(config.arch, config.se_reduction, config.colour_bins)
     q.load_state_dict(backbone.state_dict())
     q.eval()
     q.fuse()
@@ -158,7 +168,7 @@ def calibrated_backbone(
 
 def restore_backbone(config: ModelConfig, state: dict[str, torch.Tensor], *, engine: str) -> QuantizedBackbone:
     """The int8 backbone that ``calibrated_backbone`` made, from its state dict (no photos needed)."""
-    q = QuantizedBackbone(config.arch, config.se_reduction).eval()
+    q = QuantizedBackbone(config.arch, config.se_reduction, config.colour_bins).eval()
     q.fuse()
     q.prepare(engine)
     q.convert()  # placeholder scales, replaced by the stored ones below

@@ -16,6 +16,7 @@ from torchvision import models
 
 from taxonomy import Taxonomy
 
+from .colour import ColourHistogram
 from .config import ModelConfig
 from .heads import HeadBank, HeadOutputs
 from .weights import Fetch, StateDict, load_trunk_weights
@@ -43,15 +44,22 @@ class SEBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """ResNet trunk, one SE block on its last feature map (the only one), global average pooling."""
+    """ResNet trunk, one SE block on its last feature map (the only one), global average pooling;
+    with ``colour_bins``, the photo's colour histogram (``colour.py``) appended to the pooled features."""
 
-    def __init__(self, arch: str, se_reduction: int = 16) -> None:
+    def __init__(self, arch: str, se_reduction: int = 16, colour_bins: int = 0) -> None:
         super().__init__()
         net = getattr(models, arch)(weights=None)
         self.trunk = nn.Sequential(*[m for name, m in net.named_children() if name not in ("avgpool", "fc")])
         self._trunk_names = [name for name, _ in net.named_children() if name not in ("avgpool", "fc")]
         self.out_features = _FEATURES[arch]
+        # The pooled trunk features lead every embedding; similar-product search compares only
+        # them (the colour histogram after them is the heads' and would swamp a cosine).
+        self.trunk_features = self.out_features
         self.se = SEBlock(self.out_features, se_reduction)
+        self.colour = ColourHistogram(colour_bins) if colour_bins else None
+        if self.colour is not None:
+            self.out_features += self.colour.out_features
         self.frozen: tuple[str, ...] = ()  # trunk stages that neither learn nor update BatchNorm
 
     def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
@@ -107,7 +115,10 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.trunk(x)  # (B, C, H/32, W/32)
         f = self.se(f)  # (B, C, H/32, W/32)
-        return f.mean(dim=(2, 3))  # (B, C)
+        pooled = f.mean(dim=(2, 3))  # (B, C)
+        if self.colour is None:
+            return pooled
+        return torch.cat([pooled, self.colour(x)], dim=1)  # (B, C + bins**3)
 
     def fingerprint(self) -> str:
         """A hash of the weights: the embedding cache is keyed by it."""
@@ -123,7 +134,7 @@ class TaxonomyNet(nn.Module):
         super().__init__()
         self.config = config
         self.taxonomy = taxonomy
-        self.backbone = Backbone(config.arch, config.se_reduction)
+        self.backbone = Backbone(config.arch, config.se_reduction, config.colour_bins)
         self.heads = HeadBank(taxonomy, in_features=self.backbone.out_features, config=config)
 
     def forward(self, x: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:

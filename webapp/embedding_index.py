@@ -49,9 +49,12 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 class EmbeddingIndex:
     """The cached embeddings of one trunk; safe to use from several request threads."""
 
-    def __init__(self, cache_dir: str | os.PathLike, key: str) -> None:
+    def __init__(self, cache_dir: str | os.PathLike, key: str, *, dims: int | None = None) -> None:
         self.cache_dir = Path(cache_dir)
         self.key = key
+        # The leading ``dims`` of each embedding are compared (the trunk's pooled features,
+        # ``trainer.Backbone.trunk_features``); None: all of them.
+        self.dims = dims
         self._lock = threading.Lock()
         self._cache: trainer.EmbeddingCache | None = None
         self._file: tuple[int, int] | None = None  # the cache file's (mtime, size) when it was read
@@ -109,8 +112,8 @@ class EmbeddingIndex:
             present = np.flatnonzero(rows >= 0)  # (m,)
             if not len(present) or limit <= 0:
                 return []
-            matrix = cache.vectors().numpy()[rows[present]]  # (m, C): a gathered copy, safe after the lock
-        q = np.asarray(query, dtype=np.float32)  # (C,)
+            matrix = cache.vectors().numpy()[rows[present], : self.dims]  # (m, C): a gathered copy
+        q = np.asarray(query, dtype=np.float32)[: self.dims]  # (C,)
         norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(q)), 1e-12)  # (m,)
         sims = (matrix @ q) / np.maximum(norms, 1e-12)  # (m,)
         k = min(limit, len(sims))
@@ -130,7 +133,7 @@ class EmbeddingIndex:
                 return None
             if self._crowding is not None and n < self._crowding[0] * 1.1:
                 return self._crowding[1]
-            matrix = cache.vectors().numpy().copy()  # (N, C)
+            matrix = cache.vectors().numpy()[:, : self.dims].copy()  # (N, C)
         unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)  # (N, C)
         rows = np.random.default_rng(0).choice(n, size=min(sample, n), replace=False)  # (s,)
         sims = unit[rows] @ unit.T  # (s, N)

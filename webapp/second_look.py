@@ -177,7 +177,8 @@ def _similarities(
     )
     if not embedded.examples or embedded.examples[0].id != "query":
         raise ImageError(f"the photo {Path(path).name} could not be embedded")
-    vectors = torch.nn.functional.normalize(embedded.vectors, dim=1)  # (N, C)
+    trunk = embedded.vectors[:, : predictor.model.backbone.trunk_features]  # (N, C) as similar.py compares
+    vectors = torch.nn.functional.normalize(trunk, dim=1)  # (N, C)
     cosine = vectors[1:] @ vectors[0]  # (N-1,)
     return {int(e.id): float(s) for e, s in zip(embedded.examples[1:], cosine)}
 

@@ -230,7 +230,7 @@ class ModelManager:
         with self._swap:
             index = self._indexes.get(key)
             if index is None:  # a new trunk: the old one's matrix is let go
-                index = EmbeddingIndex(self.cache_dir, key)
+                index = EmbeddingIndex(self.cache_dir, key, dims=loaded.predictor.model.backbone.trunk_features)
                 self._indexes = {key: index}
         return index
 

@@ -135,9 +135,11 @@ def test_train_command_sizes_a_default_run_by_its_photos(tmp_path: Path, gen_tax
     # ... and the early epochs, which would be larger than it, are not made smaller than the rest.
     assert asked.preprocess.image_size == 64 and asked.train_config["progressive_size"] == 0
     # So is a crop policy: "top" fills the square with the photo already.
-    assert main([*args, "--out", str(tmp_path / "top"), "--crop", "top"]) == 0
+    # (and the colour histogram beside the trunk's features, off unless asked: trainer/colour.py)
+    assert main([*args, "--out", str(tmp_path / "top"), "--crop", "top", "--colour-bins", "4"]) == 0
     assert "photo size" not in capsys.readouterr().out
     top = load_checkpoint(tmp_path / "top" / "model.pt")
     assert (top.preprocess.image_size, top.preprocess.crop) == (112, "top")
+    assert (ckpt.model_config.colour_bins, top.model_config.colour_bins) == (0, 4)
     with open(data / "train.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 24

@@ -6,10 +6,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from taxonomy import decode_image
 from webapp import services, similar
+from webapp.embedding_index import EmbeddingIndex
 from webapp.form import form_state
 
 from .conftest import App
@@ -136,3 +140,22 @@ def test_copying_fills_the_form_and_is_saved_as_the_sellers(app: App) -> None:
     refused = similar.copy_attributes(app.ctx, app.alice, source, "mug")
     assert refused.labels == {} and "is a tee, this form a mug" in refused.message
     assert mug.product_id != source
+
+
+def test_similarity_compares_the_trunk_features_not_the_colour_histogram(tmp_path: Path) -> None:
+    """A default CPU model's embedding is its trunk's pooled features followed by the colour
+    histogram its heads see; similar products are ranked by the trunk's part only, as the
+    near-duplicate threshold was measured."""
+    vectors = torch.tensor(
+        [
+            [1.0, 0.0, -9.0, -9.0],  # the same trunk features as the query, another colour
+            [0.0, 1.0, 9.0, 9.0],  # other trunk features, the query's colour
+        ]
+    )  # (2, 4): 2 trunk features, then 2 histogram bins
+    query = np.array([1.0, 0.0, 9.0, 9.0], dtype=np.float32)
+    trunk_only = EmbeddingIndex(tmp_path, "k", dims=2)
+    trunk_only.store(["a", "b"], vectors)
+    best = trunk_only.search(query, ["a", "b"], limit=2)
+    assert [m.position for m in best] == [0, 1] and best[0].similarity == pytest.approx(1.0)
+    whole = EmbeddingIndex(tmp_path, "k")  # every dimension: the histogram would decide
+    assert [m.position for m in whole.search(query, ["a", "b"], limit=2)] == [1, 0]
