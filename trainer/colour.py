@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import check_colour_bins
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -37,8 +38,9 @@ class ColourHistogram(nn.Module):
 
     def __init__(self, bins: int) -> None:
         super().__init__()
-        if not 2 <= bins <= 16:
-            raise ValueError(f"colour_bins must be 0 (off) or 2-16 bins per channel, got {bins}")
+        check_colour_bins(bins)
+        if not bins:
+            raise ValueError("a ColourHistogram needs at least 2 bins per channel; colour_bins 0 means none is built")
         self.bins = bins
         self.out_features = bins**3
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -38,6 +38,12 @@ CROPS = ("pad", "top", "center", "squash")
 PRETRAINED_IMAGE_SIZE = 224
 
 
+def check_colour_bins(bins: int) -> None:
+    """``ModelConfig.colour_bins``: 0 (no colour histogram) or 2-16 bins per RGB channel."""
+    if bins and not 2 <= bins <= 16:
+        raise ValueError(f"colour_bins must be 0 (off) or 2-16 bins per channel, got {bins}")
+
+
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Build ``cls`` from a dict, ignoring unknown keys and turning lists back into tuples."""
     known = {f.name for f in fields(cls)}
@@ -69,8 +75,7 @@ class ModelConfig:
     colour_bins: int = 0
 
     def __post_init__(self) -> None:
-        if self.colour_bins and not 2 <= self.colour_bins <= 16:
-            raise ValueError(f"colour_bins must be 0 (off) or 2-16 bins per channel, got {self.colour_bins}")
+        check_colour_bins(self.colour_bins)
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise ValueError(f"arch must be resnet18, resnet34 or resnet50, got {self.arch!r}")
         if self.crop not in CROPS:

@@ -36,7 +36,7 @@ from torchvision.models.quantization.resnet import QuantizableBasicBlock, Quanti
 
 from .colour import ColourHistogram
 from .config import ModelConfig
-from .model import _FEATURES, Backbone, SEBlock
+from .model import _FEATURES, Backbone, SEBlock, embedding
 
 ENGINE = "x86"  # PyTorch's default server-CPU backend (fbgemm and oneDNN kernels, chosen per shape)
 SCHEME = "eager-static-int8"  # what a checkpoint's "quantization" says it is
@@ -119,10 +119,7 @@ class QuantizedBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.dequant(self.trunk(self.quant(x)))  # (B, C, H/32, W/32), fp32 again
         f = self.se(f)  # (B, C, H/32, W/32)
-        pooled = f.mean(dim=(2, 3))  # (B, C)
-        if self.colour is None:
-            return pooled
-        return torch.cat([pooled, self.colour(x)], dim=1)  # (B, C + bins**3)
+        return embedding(f, x, self.colour)  # (B, C [+ bins**3])
 
     def fingerprint(self) -> str:
         """A hash of the int8 weights, scales and zero points (the embedding cache's key): its

@@ -43,6 +43,15 @@ class SEBlock(nn.Module):
         return x * s  # (B, C, H, W)
 
 
+def embedding(features: torch.Tensor, x: torch.Tensor, colour: ColourHistogram | None) -> torch.Tensor:
+    """The embedding of a backbone: its last (SE-rescaled) feature map (B, C, h, w) pooled, then,
+    with ``colour``, the colour histogram of its input photos ``x`` (B, 3, S, S) after it."""
+    pooled = features.mean(dim=(2, 3))  # (B, C)
+    if colour is None:
+        return pooled
+    return torch.cat([pooled, colour(x)], dim=1)  # (B, C + bins**3)
+
+
 class Backbone(nn.Module):
     """ResNet trunk, one SE block on its last feature map (the only one), global average pooling;
     with ``colour_bins``, the photo's colour histogram (``colour.py``) appended to the pooled features."""
@@ -115,10 +124,7 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.trunk(x)  # (B, C, H/32, W/32)
         f = self.se(f)  # (B, C, H/32, W/32)
-        pooled = f.mean(dim=(2, 3))  # (B, C)
-        if self.colour is None:
-            return pooled
-        return torch.cat([pooled, self.colour(x)], dim=1)  # (B, C + bins**3)
+        return embedding(f, x, self.colour)  # (B, C [+ bins**3])
 
     def fingerprint(self) -> str:
         """A hash of the weights: the embedding cache is keyed by it."""
