@@ -12,9 +12,11 @@ the per-attribute prior correction chosen on the early-stopping slice of those f
 (``--val-fraction``, default the recipe's; 0 keeps the last epoch of the fixed schedule and the
 configured tau, as the schedule was first cross-validated). The fold itself is then predicted
 once by that checkpoint as the app serves it (no mirroring unless ``--flip``): with its own
-per-attribute taus ("in_run") and, for comparison, with each constant tau of ``TAUS`` for every
-attribute. The out-of-fold predictions of all folds together give one score per choice over
-every photo of train.csv. A finished fold is kept in ``OUT/fold<i>``; a rerun with the same
+per-attribute taus ("in_run"), for comparison with each constant tau of ``TAUS`` for every
+attribute, and with its own taus blended with the vote of the most similar products of the
+training part ("neighbours <alpha>", ``trainer.neighbours``: not yet served by the app). The
+out-of-fold predictions of all folds together give one score per choice over every photo of
+train.csv. A finished fold is kept in ``OUT/fold<i>``; a rerun with the same
 settings continues from there (other settings in the same OUT are refused).
 
 ``--recipe-of cpu`` cross-validates the CPU recipe (SE-ResNet18, 112 px, 38 epochs) wherever the
@@ -42,10 +44,12 @@ from trainer.config import CROPS
 from trainer.evaluation import average, score, to_probabilities, top_values
 from trainer.labels import encode_labels
 from trainer.model import TaxonomyNet
+from trainer.neighbours import ALPHAS, Memory, blend
 from trainer.preprocess import Preprocess, to_model_input
 
 TAUS = (-0.5, -0.3, -0.2, -0.15, -0.1, 0.0, 0.1, 0.3, 0.5)
 IN_RUN = "in_run"
+NEIGHBOURS = "neighbours "  # + alpha: the in-run choice blended with the training part's vote
 
 
 def taxonomy_of(data: Path) -> Taxonomy:
@@ -71,6 +75,25 @@ def folds_of(examples: list[LabeledExample], k: int, seed: int) -> list[list[Lab
 
 
 @torch.inference_mode()
+def features_of(
+    model: TaxonomyNet, images: torch.Tensor, preprocess: Preprocess, flip: bool, device: torch.device
+) -> list[torch.Tensor]:
+    """The pooled features of every photo (N, C), and of its mirror image with ``flip``."""
+    feats = []
+    for start in range(0, images.shape[0], 128):
+        x = to_model_input(images[start : start + 128].to(device), preprocess)  # (b, 3, S, S)
+        feats.append([model.backbone(x)] + ([model.backbone(x.flip(3))] if flip else []))  # (b, C) each
+    return [torch.cat([f[i] for f in feats]) for i in range(len(feats[0]))]
+
+
+def training_memory(model: TaxonomyNet, train: list[LabeledExample], preprocess: Preprocess, device) -> Memory:
+    """The training part as the neighbours' vote sees it: unmirrored features and labels."""
+    train_set = load_images(train, preprocess)
+    vectors = features_of(model.eval().to(device), train_set.images, preprocess, False, device)[0]
+    return Memory.of(vectors.cpu(), encode_labels(train_set.examples, model.taxonomy))
+
+
+@torch.inference_mode()
 def rows_by_choice(
     model: TaxonomyNet,
     examples: list[LabeledExample],
@@ -79,18 +102,23 @@ def rows_by_choice(
     taus: tuple[float, ...],
     flip: bool,
     device: torch.device,
+    memory: Memory | None = None,
 ) -> dict[str, dict[str, dict[str, str]]]:
-    """choice -> id -> predicted values, for the checkpoint's own taus and each constant tau; the
-    backbone runs once (twice with the mirror image)."""
+    """choice -> id -> predicted values, for the checkpoint's own taus, each constant tau and, with a
+    ``memory`` of the training part, the own taus blended with its neighbours' vote at each of
+    ``neighbours.ALPHAS``; the backbone runs once (twice with the mirror image)."""
     model.eval().to(device)
     cats = encode_labels(examples, model.taxonomy).categories.to(device)  # (N,)
-    feats = []
-    for start in range(0, images.shape[0], 128):
-        x = to_model_input(images[start : start + 128].to(device), preprocess)  # (b, 3, S, S)
-        feats.append([model.backbone(x)] + ([model.backbone(x.flip(3))] if flip else []))  # (b, C) each
-    views = [torch.cat([f[i] for f in feats]) for i in range(len(feats[0]))]  # (N, C) each
+    views = features_of(model, images, preprocess, flip, device)
     own = model.heads.head_logit_adjustment.clone()  # (H,) what the run chose
     out: dict[str, dict[str, dict[str, str]]] = {}
+    if memory is not None:
+        probs = to_probabilities(model.heads(views[0], cats))
+        for f in views[1:]:
+            probs = average(probs, to_probabilities(model.heads(f, cats)))
+        for alpha in ALPHAS:  # the neighbours are found by the unmirrored photo, as the app serves
+            rows = top_values(blend(probs, views[0], memory, model.heads, alpha), model.taxonomy, len(examples))
+            out[f"{NEIGHBOURS}{alpha}"] = {e.id: r for e, r in zip(examples, rows)}
     for choice in (IN_RUN, *taus):
         if choice == IN_RUN:
             model.heads.head_logit_adjustment.copy_(own)
@@ -142,7 +170,8 @@ def run_fold(
     model = ckpt.build_model("cpu")
     last = torch.load(fold_dir / "last.pt", map_location="cpu", weights_only=True)
     test_set = load_images(test, ckpt.preprocess)
-    preds = rows_by_choice(model, test_set.examples, test_set.images, ckpt.preprocess, TAUS, flip, device)
+    memory = training_memory(model, train, ckpt.preprocess, device)
+    preds = rows_by_choice(model, test_set.examples, test_set.images, ckpt.preprocess, TAUS, flip, device, memory)
     record = {
         "fold": i,
         "train_examples": len(train),
@@ -195,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         help="photo side of the first --progressive-fraction of the epochs (0: off)",
     )
     parser.add_argument("--progressive-fraction", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="photos per training step")
     add_common_args(parser, "2 folds of 80 photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -232,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "tau_min_labels": args.tau_min_labels,
         "progressive_size": args.progressive_size,
         "progressive_fraction": args.progressive_fraction,
+        "batch_size": args.batch_size,
     }
     config = replace(config, **{key: v for key, v in train_over.items() if v is not None})
     if config.progressive_size >= model_config.image_size:  # early epochs never larger than the rest
@@ -258,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         records.append(
             run_fold(i, train, folds[i], taxonomy, args.out, model_config, config, device, args.flip, plan.trunk)
         )
-    choices = [IN_RUN, *map(str, TAUS)]
+    choices = [IN_RUN, *map(str, TAUS), *(f"{NEIGHBOURS}{a}" for a in ALPHAS)]
+    choices = [c for c in choices if all(c in r["predictions"] for r in records)]  # folds of older runs
     predicted = {i for r in records for i in r["predictions"][IN_RUN]}  # photos that could be read
     scored = [e for f in folds for e in f if e.id in predicted]
     pooled, per_attribute = {}, {}
@@ -267,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         report = score(scored, preds, taxonomy)
         pooled[choice] = round(report.score, 4)
         per_attribute[choice] = per_attribute_mean(report)
-    constants = [c for c in choices if c != IN_RUN]
+    constants = [c for c in choices if c != IN_RUN and not c.startswith(NEIGHBOURS)]
     best = max(constants, key=lambda t: (pooled[t], -abs(float(t))))
     summary = {
         "data": str(args.data),
@@ -279,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "folds": k,
         "photos_scored": len(scored),
         "epochs": config.epochs,
+        "batch_size": config.batch_size,
         "val_fraction": config.val_fraction,
         "image_size": model_config.image_size,
         "crop": model_config.crop,
