@@ -12,9 +12,9 @@ the per-attribute prior correction chosen on the early-stopping slice of those f
 (``--val-fraction``, default the recipe's; 0 keeps the last epoch of the fixed schedule and the
 configured tau, as the schedule was first cross-validated). The fold itself is then predicted
 once by that checkpoint as the app serves it (no mirroring unless ``--flip``): with its own
-per-attribute taus ("in_run"), for comparison with each constant tau of ``TAUS`` for every
-attribute, and with its own taus blended with the vote of the most similar products of the
-training part ("neighbours <alpha>", ``trainer.neighbours``: not yet served by the app). The
+per-attribute taus and the heads alone ("in_run"), for comparison with each constant tau of
+``TAUS`` for every attribute, and with its own taus and the vote of the most similar products of
+the training part served at each weight ("neighbours <alpha>", ``trainer.neighbours``). The
 out-of-fold predictions of all folds together give one score per choice over every photo of
 train.csv. A finished fold is kept in ``OUT/fold<i>``; a rerun with the same
 settings continues from there (other settings in the same OUT are refused).
@@ -39,17 +39,18 @@ import torch
 from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_mean, pick_device, ready, work_dir
 
 from taxonomy import LabeledExample, Taxonomy, default_taxonomy, taxonomy_from_competition
-from trainer import load_checkpoint, load_images, plan_run, read_dataset, survey_photos, train_full
+from trainer import TrainConfig, load_checkpoint, load_images, plan_run, read_dataset, survey_photos, train_full
 from trainer.config import CROPS
 from trainer.evaluation import average, score, to_probabilities, top_values
 from trainer.labels import encode_labels
 from trainer.model import TaxonomyNet
-from trainer.neighbours import ALPHAS, Memory, blend
+from trainer.neighbours import ALPHAS
 from trainer.preprocess import Preprocess, to_model_input
+from trainer.train import trunk_embeddings
 
 TAUS = (-0.5, -0.3, -0.2, -0.15, -0.1, 0.0, 0.1, 0.3, 0.5)
 IN_RUN = "in_run"
-NEIGHBOURS = "neighbours "  # + alpha: the in-run choice blended with the training part's vote
+NEIGHBOURS = "neighbours "  # + weight: the in-run taus with the training part's vote served at that weight
 
 
 def taxonomy_of(data: Path) -> Taxonomy:
@@ -86,11 +87,17 @@ def features_of(
     return [torch.cat([f[i] for f in feats]) for i in range(len(feats[0]))]
 
 
-def training_memory(model: TaxonomyNet, train: list[LabeledExample], preprocess: Preprocess, device) -> Memory:
-    """The training part as the neighbours' vote sees it: unmirrored features and labels."""
+def remember_training_part(
+    model: TaxonomyNet, train: list[LabeledExample], preprocess: Preprocess, device: torch.device, balancing: float
+) -> None:
+    """A fold model written before the neighbours' vote was served gets the memory its run would
+    have given it: the training part's unmirrored embeddings and labels (``train.fit``)."""
+    if model.heads.memory_vectors.shape[0] > 0:
+        return
     train_set = load_images(train, preprocess)
-    vectors = features_of(model.eval().to(device), train_set.images, preprocess, False, device)[0]
-    return Memory.of(vectors.cpu(), encode_labels(train_set.examples, model.taxonomy))
+    vectors = trunk_embeddings(model.eval().to(device), train_set.images, preprocess, device)
+    model.heads.set_memory(vectors, encode_labels(train_set.examples, model.taxonomy))
+    model.heads.set_neighbour_weight(0.0, balance=balancing)
 
 
 @torch.inference_mode()
@@ -102,34 +109,29 @@ def rows_by_choice(
     taus: tuple[float, ...],
     flip: bool,
     device: torch.device,
-    memory: Memory | None = None,
 ) -> dict[str, dict[str, dict[str, str]]]:
-    """choice -> id -> predicted values, for the checkpoint's own taus, each constant tau and, with a
-    ``memory`` of the training part, the own taus blended with its neighbours' vote at each of
+    """choice -> id -> predicted values: the heads alone with the checkpoint's own taus and with
+    each constant tau, and the own taus with the neighbours' vote served at each weight of
     ``neighbours.ALPHAS``; the backbone runs once (twice with the mirror image)."""
     model.eval().to(device)
     cats = encode_labels(examples, model.taxonomy).categories.to(device)  # (N,)
     views = features_of(model, images, preprocess, flip, device)
-    own = model.heads.head_logit_adjustment.clone()  # (H,) what the run chose
+    heads = model.heads
+    own, own_weight = heads.head_logit_adjustment.clone(), float(heads.neighbour_weight)  # what the run chose
+    settings = [(IN_RUN, None, 0.0), *((str(t), t, 0.0) for t in taus)]
+    settings += [(f"{NEIGHBOURS}{a}", None, a) for a in ALPHAS]
     out: dict[str, dict[str, dict[str, str]]] = {}
-    if memory is not None:
-        probs = to_probabilities(model.heads(views[0], cats))
+    for name, tau, weight in settings:
+        heads.head_logit_adjustment.copy_(own)
+        if tau is not None:
+            heads.head_logit_adjustment.fill_(float(tau))
+        heads.set_neighbour_weight(weight)
+        probs = to_probabilities(heads(views[0], cats))
         for f in views[1:]:
-            probs = average(probs, to_probabilities(model.heads(f, cats)))
-        for alpha in ALPHAS:  # the neighbours are found by the unmirrored photo, as the app serves
-            rows = top_values(blend(probs, views[0], memory, model.heads, alpha), model.taxonomy, len(examples))
-            out[f"{NEIGHBOURS}{alpha}"] = {e.id: r for e, r in zip(examples, rows)}
-    for choice in (IN_RUN, *taus):
-        if choice == IN_RUN:
-            model.heads.head_logit_adjustment.copy_(own)
-        else:
-            model.heads.head_logit_adjustment.fill_(float(choice))
-        probs = to_probabilities(model.heads(views[0], cats))
-        for f in views[1:]:
-            probs = average(probs, to_probabilities(model.heads(f, cats)))
-        rows = top_values(probs, model.taxonomy, len(examples))
-        out[str(choice)] = {e.id: r for e, r in zip(examples, rows)}
-    model.heads.head_logit_adjustment.copy_(own)
+            probs = average(probs, to_probabilities(heads(f, cats)))
+        out[name] = {e.id: r for e, r in zip(examples, top_values(probs, model.taxonomy, len(examples)))}
+    heads.head_logit_adjustment.copy_(own)
+    heads.set_neighbour_weight(own_weight)
     return out
 
 
@@ -170,8 +172,8 @@ def run_fold(
     model = ckpt.build_model("cpu")
     last = torch.load(fold_dir / "last.pt", map_location="cpu", weights_only=True)
     test_set = load_images(test, ckpt.preprocess)
-    memory = training_memory(model, train, ckpt.preprocess, device)
-    preds = rows_by_choice(model, test_set.examples, test_set.images, ckpt.preprocess, TAUS, flip, device, memory)
+    remember_training_part(model, train, ckpt.preprocess, device, TrainConfig.from_dict(ckpt.train_config).balancing)
+    preds = rows_by_choice(model, test_set.examples, test_set.images, ckpt.preprocess, TAUS, flip, device)
     record = {
         "fold": i,
         "train_examples": len(train),

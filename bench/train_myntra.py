@@ -131,18 +131,28 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = load_checkpoint(result.checkpoint_path)
         model = ckpt.build_model(args.device)
         val_set = load_images(val, ckpt.preprocess)
-        report = evaluate(
-            model,
-            val_set.images,
-            val_set.examples,
-            preprocess=ckpt.preprocess,
-            device=torch.device(args.device),
-            tta_flip=config.tta_flip,
-        )
+
+        def on_val():
+            return evaluate(
+                model,
+                val_set.images,
+                val_set.examples,
+                preprocess=ckpt.preprocess,
+                device=torch.device(args.device),
+                tta_flip=config.tta_flip,
+            )
+
+        report = on_val()
         numbers["val_score"] = round(report.score, 4)
         numbers["val_per_category"] = {k: round(v, 4) for k, v in report.per_category.items()}
         numbers["val_per_attribute_mean"] = per_attribute_mean(report)
         numbers["val_majority_baseline"] = round(majority_baseline(train, val, taxonomy).score, 4)
+        # The same checkpoint with the neighbours' vote switched off: what the vote adds (read
+        # after training, for the record; its weight was chosen by cross-validation on train.csv).
+        model.heads.set_neighbour_weight(0.0)
+        alone = on_val()
+        numbers["val_score_heads_alone"] = round(alone.score, 4)
+        numbers["val_per_attribute_mean_heads_alone"] = per_attribute_mean(alone)
     numbers["references"] = REFERENCES
     emit(numbers, args.json)
     return 0

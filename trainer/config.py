@@ -133,6 +133,12 @@ class TrainConfig:
     # turns the choice off.
     tau_grid: tuple[float, ...] = (-0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     tau_min_labels: int = 20
+    # The neighbours' vote (``trainer.neighbours``): the served probabilities are
+    # ``(1 - w) * heads + w * vote`` of the most similar labelled training products (0: the heads
+    # alone). The checkpoint keeps at most ``neighbour_memory`` of them (about 1 KB each for a
+    # ResNet18, 4 KB for a ResNet50), drawn at random beyond that. 0.15: bench/RESULTS.md.
+    neighbour_weight: float = 0.15
+    neighbour_memory: int = 20_000
     # The trunk's learning rate is ``lr * trunk_lr_scale`` (the SE block and the heads get ``lr``):
     # below 1 for a pretrained trunk, whose features should move less than the fresh heads.
     trunk_lr_scale: float = 1.0
@@ -159,12 +165,23 @@ class TrainConfig:
             raise ValueError("batch sizes must be at least 1")
         if not 0.0 < self.trunk_lr_scale <= 1.0:
             raise ValueError(f"trunk_lr_scale must be in (0, 1], got {self.trunk_lr_scale}")
+        if not 0.0 <= self.neighbour_weight <= 1.0:
+            raise ValueError(f"neighbour_weight must be in [0, 1], got {self.neighbour_weight}")
+        if self.neighbour_memory < 0:
+            raise ValueError(f"neighbour_memory must be at least 0, got {self.neighbour_memory}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @property
+    def balancing(self) -> float:
+        """How strongly training favours rare values, as a power of the prior it divides by: the
+        class weights' power plus the balanced sampler's (1 for the defaults: about as if every
+        value were equally common). The neighbours' vote is put on the same footing."""
+        return self.class_weight_power + (self.sampler_power if self.balanced_sampling else 0.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -12,6 +12,8 @@ from torch import nn
 from taxonomy import Taxonomy
 
 from .config import ModelConfig
+from .labels import EncodedLabels
+from .neighbours import unit, vote_values
 
 
 def _groups(channels: int) -> int:
@@ -54,9 +56,14 @@ class HeadOutputs:
 
 
 class HeadBank(nn.Module):
-    def __init__(self, taxonomy: Taxonomy, *, in_features: int, config: ModelConfig) -> None:
+    def __init__(
+        self, taxonomy: Taxonomy, *, in_features: int, config: ModelConfig, vote_features: int | None = None
+    ) -> None:
         super().__init__()
         self.in_features = in_features
+        # The leading features the neighbours' vote compares (the trunk's pooled ones: a colour
+        # histogram after them would swamp a cosine); all of them by default.
+        self.vote_features = in_features if vote_features is None else vote_features
         self.dropout = nn.Dropout(config.dropout)
         simple = (config.head_hidden,)
         self.category_head = make_head(in_features, simple, len(taxonomy.categories), config.dropout)
@@ -97,6 +104,20 @@ class HeadBank(nn.Module):
         # applied here: the logits (and so every argmax) stay as they are, and the predictor
         # tempers the probabilities it returns.
         self.register_buffer("head_temperature", torch.ones(len(heads)))  # (H,)
+        # The neighbours' vote (``trainer.neighbours``), blended into the served probabilities at
+        # ``neighbour_weight`` (0: the heads alone, as in training and in old checkpoints): the
+        # labelled training products as the trunk saw them, unit length in fp16 (M, D), their
+        # categories (M,) and targets (M, A) with -1 where unlabelled. Their size is the
+        # checkpoint's (``_load_from_state_dict``).
+        width = max((len(cat.attributes) for cat in taxonomy.categories), default=0)
+        self.register_buffer("memory_vectors", torch.zeros(0, self.vote_features, dtype=torch.float16))  # (M, D)
+        self.register_buffer("memory_categories", torch.zeros(0, dtype=torch.int64))  # (M,)
+        self.register_buffer("memory_targets", torch.zeros(0, width, dtype=torch.int16))  # (M, A)
+        self.register_buffer("neighbour_weight", torch.zeros(()))
+        # The vote counts labels as they come; the heads learnt under class weights and a balanced
+        # sampler. The vote is put on the heads' footing by prior ** -balance (the run's balancing
+        # power, ``TrainConfig.balancing``) before the head's own tau.
+        self.register_buffer("neighbour_balance", torch.zeros(()))
 
     @torch.no_grad()
     def standardize_from(self, vectors: torch.Tensor) -> None:
@@ -137,6 +158,50 @@ class HeadBank(nn.Module):
             raise ValueError(f"temperatures must be positive, got {temperatures}")
         self.head_temperature.copy_(torch.tensor(temperatures, dtype=self.head_temperature.dtype))
 
+    @torch.no_grad()
+    def set_memory(
+        self, vectors: torch.Tensor, labels: EncodedLabels, *, limit: int | None = None, seed: int = 0
+    ) -> None:
+        """The products the neighbours vote from: their embeddings (N, C), unmirrored and
+        unaugmented as the trunk serves them, and their labels; at most ``limit`` of them, drawn at
+        random (``seed``) where there are more."""
+        if vectors.shape[0] != len(labels):
+            raise ValueError(f"{vectors.shape[0]} embeddings but {len(labels)} labelled products")
+        if vectors.ndim != 2 or vectors.shape[1] < self.vote_features:
+            raise ValueError(f"embeddings of {self.vote_features} features expected, got shape {tuple(vectors.shape)}")
+        if labels.targets.shape[1] != self.memory_targets.shape[1]:
+            raise ValueError(
+                f"{labels.targets.shape[1]} target columns, the taxonomy has {self.memory_targets.shape[1]}"
+            )
+        if limit is not None and len(labels) > limit:
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+            vectors = vectors.index_select(0, keep.to(vectors.device))
+            labels = EncodedLabels(labels.categories.index_select(0, keep), labels.targets.index_select(0, keep))
+        device = self.memory_vectors.device
+        self.memory_vectors = unit(vectors[:, : self.vote_features]).to(device, torch.float16)
+        self.memory_categories = labels.categories.to(device, torch.int64)
+        self.memory_targets = labels.targets.to(device, torch.int16)
+
+    @torch.no_grad()
+    def set_neighbour_weight(self, weight: float, *, balance: float | None = None) -> None:
+        """The vote's share of the served probabilities, in [0, 1] (0: the heads alone), and with
+        ``balance`` the power of the prior the vote is divided by (kept as it is without)."""
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"neighbour_weight must be in [0, 1], got {weight}")
+        if balance is not None and balance < 0:
+            raise ValueError(f"the vote's balance must be at least 0, got {balance}")
+        self.neighbour_weight.fill_(float(weight))
+        if balance is not None:
+            self.neighbour_balance.fill_(float(balance))
+
+    def neighbour_summary(self) -> dict[str, float | int]:
+        """What a checkpoint's metrics record of the vote: its weight and how many products it remembers."""
+        return {
+            "weight": round(float(self.neighbour_weight), 4),
+            "balance": round(float(self.neighbour_balance), 4),
+            "remembered": int(self.memory_vectors.shape[0]),
+        }
+
     def log_prior(self, head: int) -> torch.Tensor:
         """log p(value) of ``head`` on its training labels (V,); an unseen value counts as seen once,
         so the correction never lifts it above the rarest value the head did see."""
@@ -162,17 +227,61 @@ class HeadBank(nn.Module):
             prefix + "head_logit_adjustment",
             state_dict[prefix + "logit_adjustment"].expand_as(self.head_logit_adjustment).clone(),
         )
+        # Checkpoints written before the neighbours' vote load without it; the memory takes the
+        # checkpoint's size (the buffers here are empty or another run's).
+        state_dict.setdefault(prefix + "neighbour_weight", torch.zeros(()))
+        state_dict.setdefault(prefix + "neighbour_balance", torch.zeros(()))
+        for name in ("memory_vectors", "memory_categories", "memory_targets"):
+            stored = state_dict.setdefault(prefix + name, getattr(self, name)[:0].detach().clone())
+            mine = getattr(self, name)
+            if stored.shape[1:] == mine.shape[1:]:
+                setattr(self, name, torch.empty_like(stored, device=mine.device, dtype=mine.dtype))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _neighbours(self, features: torch.Tensor, category: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cosines (n, m) of ``features`` (n, C) with the memory's m products of ``category``, and
+        their targets (m, A); None where the memory has none."""
+        members = torch.nonzero(self.memory_categories == category).squeeze(1)  # (m,)
+        if members.numel() == 0:
+            return None
+        queries = unit(features[:, : self.vote_features])  # (n, D)
+        similarity = queries @ self.memory_vectors.index_select(0, members).float().T  # (n, m)
+        return similarity, self.memory_targets.index_select(0, members).long()  # (m, A)
+
+    def _blend(self, head: int, position: int, logits: torch.Tensor, near: tuple[torch.Tensor, torch.Tensor]):
+        """The head's (prior-corrected) logits (n, V) with the neighbours' vote mixed in, as
+        log-probabilities (n, V); as they were where no neighbour has the attribute labelled."""
+        similarity, targets = near
+        values = targets[:, position]  # (m,)
+        labelled = values >= 0  # (m,)
+        if not bool(labelled.any()) or int(self.trained_labels[head]) <= 0:
+            return logits
+        voted = vote_values(similarity[:, labelled], values[labelled], logits.shape[1])  # (n, V)
+        # On the heads' footing (their training's balancing), then the head's own prior
+        # correction: p(v) * prior(v) ** -(balance + tau).
+        power = float(self.neighbour_balance) + float(self.head_logit_adjustment[head])
+        if power != 0.0:
+            voted = voted * torch.exp(-power * self.log_prior(head).float())  # (n, V)
+            voted = voted / voted.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        weight = float(self.neighbour_weight)
+        probs = (1.0 - weight) * logits.float().softmax(dim=1) + weight * voted  # (n, V)
+        return probs.clamp(min=1e-12).log().to(logits.dtype)  # (n, V)
 
     def forward(self, features: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
         """Pooled features (B, C); ``categories`` (B,) routes each row, else the predicted category."""
         x = self.dropout((features - self.feature_mean) * self.feature_scale)  # (B, C)
         category_logits = self.category_head(x)  # (B, K)
         routing = categories if categories is not None else category_logits.argmax(dim=1)  # (B,)
+        # The vote is served, never trained on: in training mode the heads learn alone.
+        voting = not self.training and self.memory_vectors.shape[0] > 0 and float(self.neighbour_weight) > 0
         outputs = []
         for c in torch.unique(routing).tolist():
             rows = torch.nonzero(routing == c).squeeze(1)  # (n,)
             xc = x.index_select(0, rows)  # (n, C)
+            near = self._neighbours(features.index_select(0, rows), c) if voting else None
             for position, h in enumerate(self.head_index[c]):
-                outputs.append(HeadLogits(h, c, position, rows, self._adjust(h, self.attribute_heads[h](xc))))  # (n, V)
+                logits = self._adjust(h, self.attribute_heads[h](xc))  # (n, V)
+                if near is not None:
+                    logits = self._blend(h, position, logits, near)  # (n, V) log-probabilities
+                outputs.append(HeadLogits(h, c, position, rows, logits))
         return HeadOutputs(category_logits, routing, outputs)

@@ -141,7 +141,9 @@ class TaxonomyNet(nn.Module):
         self.config = config
         self.taxonomy = taxonomy
         self.backbone = Backbone(config.arch, config.se_reduction, config.colour_bins)
-        self.heads = HeadBank(taxonomy, in_features=self.backbone.out_features, config=config)
+        self.heads = HeadBank(
+            taxonomy, in_features=self.backbone.out_features, config=config, vote_features=self.backbone.trunk_features
+        )
 
     def forward(self, x: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
         """Images (B, 3, S, S) and known category indices (B,) or None to use the predicted ones."""

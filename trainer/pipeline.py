@@ -134,6 +134,7 @@ def train_full(
             "held_out_examples": len(held),
             "logit_adjustment": result.checkpoint.metrics.get("logit_adjustment"),
             "calibration": result.checkpoint.metrics.get("calibration", UNCALIBRATED),
+            "neighbours": model.heads.neighbour_summary(),
         }
     )
     # The checkpoint describes itself by the held-out numbers too (same weights, same version id).

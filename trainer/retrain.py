@@ -214,6 +214,7 @@ def retrain_heads(
     fit_labels = encode_labels(fit_part, taxonomy)
     model.heads.record_label_counts(head_counts(fit_labels, taxonomy))
     model.heads.set_logit_adjustment(config.logit_adjustment)
+    model.heads.set_neighbour_weight(0.0)  # early stopping judges the heads alone; the vote comes after
 
     def evaluate_heads(heads: HeadBank) -> float:
         return heads_report(heads, stop_set, stop_part, taxonomy, dev).score
@@ -234,12 +235,17 @@ def retrain_heads(
             keep_start=warm,
             lr_scale=WARM_LR_SHARE if warm else 1.0,
         )
+        # The neighbours' vote remembers the training part (its cached embeddings), not the base's.
+        model.heads.set_memory(fit_set.vectors, fit_labels, limit=config.neighbour_memory, seed=config.seed)
+        model.heads.set_neighbour_weight(0.0)  # the taus are chosen for the heads alone
         # The prior correction per attribute, on the early-stopping slice (never the held-out part).
         chosen = choose_logit_adjustments(
             model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
         )
-        # Temperatures on the prior-corrected logits of the same slice; a warm start's own (its
-        # base's, fitted to other heads) are replaced, or reset to 1 when the slice is too small.
+        model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
+        # Temperatures on what is served (the prior-corrected logits with the vote) of the same
+        # slice; a warm start's own (its base's, fitted to other heads) are replaced, or reset to 1
+        # when the slice is too small.
         calibration = calibrate_heads(
             model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
         )
@@ -258,6 +264,7 @@ def retrain_heads(
             "early_stop_best": max((h["val_score"] for h in history if "val_score" in h), default=None),
             "logit_adjustment": chosen,
             "calibration": calibration,
+            "neighbours": model.heads.neighbour_summary(),
         }
     )
     out = Path(out_dir)

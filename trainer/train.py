@@ -188,6 +188,26 @@ def evaluate(
     return score(examples, {e.id: r for e, r in zip(examples, rows)}, model.taxonomy)
 
 
+@torch.inference_mode()
+def trunk_embeddings(
+    model: TaxonomyNet,
+    images: torch.Tensor,
+    preprocess: Preprocess,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 128,
+) -> torch.Tensor:
+    """The backbone's embeddings (N, C) of uint8 photos (N, 3, S, S), unmirrored and unaugmented
+    as the app serves them, on the CPU."""
+    model.eval()
+    out = [torch.zeros(0, model.backbone.out_features)]
+    for start in range(0, images.shape[0], batch_size):
+        x = to_model_input(images[start : start + batch_size].to(device), preprocess)  # (b, 3, S, S)
+        with autocast(device, dtype):
+            out.append(model.backbone(x.contiguous(memory_format=torch.channels_last)).float().cpu())  # (b, C)
+    return torch.cat(out)
+
+
 def epoch_size(config: TrainConfig, epoch: int) -> int | None:
     """The photo side of training epoch ``epoch`` (0-based) under progressive resizing, else None."""
     if config.progressive_size and epoch < round(config.epochs * config.progressive_fraction):
@@ -250,6 +270,8 @@ def fit(
     model.heads.set_logit_adjustment(config.logit_adjustment)
     # Uncalibrated until fitted below: a fine-tuned model's temperatures fitted its base's heads.
     model.heads.set_temperatures([1.0] * len(model.heads.attribute_heads))
+    # Early stopping judges the heads alone; the vote (a base model's memory, if any) comes after.
+    model.heads.set_neighbour_weight(0.0)
     loss_fn = make_loss(labels, taxonomy, config).to(device)
     groups = parameter_groups(model, config)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -386,10 +408,20 @@ def fit(
     dist.barrier()  # rank 0 has written model.pt, which the other ranks read next
     best_ckpt = best_ckpt or load_checkpoint(ckpt_path)
     model.load_state_dict(best_ckpt.state_dict)
+    # The neighbours' vote remembers the training part as the kept model sees it (never the
+    # slice its choices are made on). Every rank embeds the same photos, so the buffers line up.
+    model.heads.set_memory(
+        trunk_embeddings(model, train_set.images, preprocess, device, dtype),
+        labels,
+        limit=config.neighbour_memory,
+        seed=config.seed,
+    )
+    model.heads.set_neighbour_weight(0.0)  # the taus are chosen for the heads alone, as cross-validated
+    choices: dict[str, Any] = {}
     if val_set.examples:
         # The prior correction per attribute, on the same slice of the training part as the epoch.
         model.eval()
-        chosen = choose_logit_adjustments(
+        choices["logit_adjustment"] = choose_logit_adjustments(
             model.heads,
             _served_logits(model, preprocess, device, dtype),
             val_set.images,
@@ -397,8 +429,10 @@ def fit(
             taxonomy=taxonomy,
             config=config,
         )
-        # The temperatures after the taus, on the same slice: they calibrate the corrected logits.
-        calibration = calibrate_heads(
+    model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
+    if val_set.examples:
+        # The temperatures after the taus and the vote, on the same slice: they calibrate what is served.
+        choices["calibration"] = calibrate_heads(
             model.heads,
             _served_logits(model, preprocess, device, dtype),
             val_set.images,
@@ -407,17 +441,17 @@ def fit(
             config=config,
         )
         dist.sync_buffers(model)  # rank 0's taus and temperatures (buffers) everywhere
-        if dist.is_main:
-            best_ckpt = save_checkpoint(
-                ckpt_path,
-                model,
-                preprocess=preprocess,
-                train_config=config.to_dict(),
-                metrics={**best_ckpt.metrics, "logit_adjustment": chosen, "calibration": calibration},
-                backbone_source=backbone_source,
-                version_id=best_ckpt.version_id,
-            )
-        dist.barrier()
+    if dist.is_main:
+        best_ckpt = save_checkpoint(
+            ckpt_path,
+            model,
+            preprocess=preprocess,
+            train_config=config.to_dict(),
+            metrics={**best_ckpt.metrics, **choices, "neighbours": model.heads.neighbour_summary()},
+            backbone_source=backbone_source,
+            version_id=best_ckpt.version_id,
+        )
+    dist.barrier()
     report = (
         evaluate(
             model,

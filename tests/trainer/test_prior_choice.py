@@ -101,6 +101,13 @@ def _spy(monkeypatch: pytest.MonkeyPatch, module) -> list[list[str]]:
     return seen
 
 
+def _memory_size(checkpoint_path) -> int:
+    """How many products the checkpoint's neighbours' vote remembers (its weight must be on)."""
+    state = load_checkpoint(checkpoint_path).state_dict
+    assert float(state["heads.neighbour_weight"]) == pytest.approx(TrainConfig().neighbour_weight)
+    return int(state["heads.memory_vectors"].shape[0])
+
+
 def _head_taus(checkpoint_path) -> list[float]:
     return load_checkpoint(checkpoint_path).state_dict["heads.head_logit_adjustment"].tolist()
 
@@ -118,6 +125,8 @@ def test_full_and_heads_runs_choose_on_the_early_stopping_slice_only(
     _, stop = split_held_out(train, config.val_fraction, salt=EARLY_STOP_SALT)
     assert len(seen) == 1 and set(seen[0]) == {e.id for e in stop} and stop
     assert set(seen[0]).isdisjoint(full.held_out_ids)
+    # The neighbours' vote remembers the rest of the training part: neither slice is in it.
+    assert _memory_size(full.checkpoint_path) == len(train) - len(stop)
 
     # Stored in the checkpoint, reported in its metrics, applied by the predictor.
     chosen = full.metrics["logit_adjustment"]
@@ -140,16 +149,19 @@ def test_full_and_heads_runs_choose_on_the_early_stopping_slice_only(
     _, stop = split_held_out(train, config.val_fraction, salt=EARLY_STOP_SALT)
     assert len(seen) == 1 and set(seen[0]) == {e.id for e in stop}
     assert set(seen[0]).isdisjoint(heads.held_out_ids)
+    assert _memory_size(heads.checkpoint_path) == len(train) - len(stop)
     assert _head_taus(heads.checkpoint_path) == pytest.approx([heads.metrics["logit_adjustment"][n] for n in names])
 
 
 def test_predictor_applies_each_heads_own_correction(trained, gen_data, gen_taxonomy, tmp_path) -> None:
     ckpt = load_checkpoint(trained.checkpoint_path)
     model = ckpt.build_model()
+    model.heads.set_neighbour_weight(0.0)  # the heads alone (the vote gets the correction too: test_neighbours)
+    save_checkpoint(tmp_path / "p.pt", model, preprocess=ckpt.preprocess, train_config=ckpt.train_config, metrics={})
     taus = [2.0, 0.0, 0.0, 0.0]  # tee colour only
     model.heads.set_head_logit_adjustments(taus)
     save_checkpoint(tmp_path / "m.pt", model, preprocess=ckpt.preprocess, train_config=ckpt.train_config, metrics={})
-    plain, adjusted = Predictor.load(trained.checkpoint_path), Predictor.load(tmp_path / "m.pt")
+    plain, adjusted = Predictor.load(tmp_path / "p.pt"), Predictor.load(tmp_path / "m.pt")
     tees = [e for e in gen_data["test"] if e.category == "tee"][:6]
     mugs = [e for e in gen_data["test"] if e.category == "mug"][:6]
     values = gen_taxonomy.categories[0].attributes[0].values
