@@ -5,11 +5,13 @@ few thousand products; a value seen a handful of times (most of myntra-dev's 43 
 moves them. The nearest labelled products by cosine of the same features remember every one of
 those labels as it is. For each attribute of a photo, the ``K`` most similar training products of
 its category that have the attribute labelled vote with weights ``softmax(cosine / TEMPERATURE)``;
-``HeadBank`` gives the vote the head's prior correction (its tau) and serves
-``(1 - w) * heads + w * vote`` (``TrainConfig.neighbour_weight``). A category without such
-products keeps the heads' probabilities.
+``HeadBank`` divides the vote by ``prior ** (balance + tau)`` (the run's balancing, then the
+head's own prior correction: the heads learnt as if every value were equally common, a raw vote
+counts labels as they come) and serves ``(1 - w) * heads + w * vote``
+(``TrainConfig.neighbour_weight``). A category without such products keeps the heads' probabilities.
 
-Chosen by 3-fold cross-validation on myntra-dev's train.csv (``bench/cv.py``): bench/RESULTS.md.
+w chosen by 3-fold cross-validation on the train.csv of both dev sets (``bench/cv.py``):
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
