@@ -112,7 +112,8 @@ class HeadBank(nn.Module):
         width = max((len(cat.attributes) for cat in taxonomy.categories), default=0)
         self.register_buffer("memory_vectors", torch.zeros(0, self.vote_features, dtype=torch.float16))  # (M, D)
         self.register_buffer("memory_categories", torch.zeros(0, dtype=torch.int64))  # (M,)
-        self.register_buffer("memory_targets", torch.zeros(0, width, dtype=torch.int16))  # (M, A)
+        # int32: torch.distributed's gloo backend broadcasts no int16 buffer.
+        self.register_buffer("memory_targets", torch.zeros(0, width, dtype=torch.int32))  # (M, A)
         self.register_buffer("neighbour_weight", torch.zeros(()))
         # The vote counts labels as they come; the heads learnt under class weights and a balanced
         # sampler. The vote is put on the heads' footing by prior ** -balance (the run's balancing
@@ -180,7 +181,15 @@ class HeadBank(nn.Module):
         device = self.memory_vectors.device
         self.memory_vectors = unit(vectors[:, : self.vote_features]).to(device, torch.float16)
         self.memory_categories = labels.categories.to(device, torch.int64)
-        self.memory_targets = labels.targets.to(device, torch.int16)
+        self.memory_targets = labels.targets.to(device, torch.int32)
+
+    @torch.no_grad()
+    def forget(self) -> None:
+        """An empty memory (a fine-tune starts without its base's: the run fills its own)."""
+        self.memory_vectors = self.memory_vectors[:0].clone()
+        self.memory_categories = self.memory_categories[:0].clone()
+        self.memory_targets = self.memory_targets[:0].clone()
+        self.neighbour_weight.fill_(0.0)
 
     @torch.no_grad()
     def set_neighbour_weight(self, weight: float, *, balance: float | None = None) -> None:

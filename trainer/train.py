@@ -261,6 +261,10 @@ def fit(
     taxonomy = model.taxonomy
     # Channels-last (NHWC) convolutions: 7-20% faster training steps on this CPU (bench/RESULTS.md),
     # the same arithmetic; the weights load into either layout.
+    # Early stopping judges the heads alone; the vote (filled after training) comes after. A base
+    # model's memory goes before DDP wraps the model (it would broadcast it with every step), and
+    # the run remembers its own.
+    model.heads.forget()
     model.to(device, memory_format=torch.channels_last)
     trained, batch_size = dist.wrap(model, device), dist.rank_batch(config.batch_size)
     dtype = resolve_precision(config.precision, device)
@@ -270,8 +274,6 @@ def fit(
     model.heads.set_logit_adjustment(config.logit_adjustment)
     # Uncalibrated until fitted below: a fine-tuned model's temperatures fitted its base's heads.
     model.heads.set_temperatures([1.0] * len(model.heads.attribute_heads))
-    # Early stopping judges the heads alone; the vote (a base model's memory, if any) comes after.
-    model.heads.set_neighbour_weight(0.0)
     loss_fn = make_loss(labels, taxonomy, config).to(device)
     groups = parameter_groups(model, config)
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)

@@ -29,17 +29,21 @@ def test_training_records_value_counts(trained, gen_data, gen_taxonomy) -> None:
         assert torch.isclose(heads.log_prior(h).exp().sum(), torch.tensor(1.0), atol=0.02)
 
 
-def _with_tau(trained, tau: float, path) -> Predictor:
+def _with_tau(trained, tau: float | None, path) -> Predictor:
+    """The trained checkpoint's heads alone (the neighbours' vote off: ``test_neighbours`` tests
+    its correction), with ``tau`` for every head (None: the taus it chose)."""
     ckpt = load_checkpoint(trained.checkpoint_path)
     model = ckpt.build_model()
-    model.heads.set_logit_adjustment(tau)
+    model.heads.set_neighbour_weight(0.0)
+    if tau is not None:
+        model.heads.set_logit_adjustment(tau)
     save_checkpoint(path, model, preprocess=ckpt.preprocess, train_config=ckpt.train_config, metrics=ckpt.metrics)
     return Predictor.load(path)
 
 
 def test_predictor_applies_the_stored_correction(trained, gen_data, gen_taxonomy, tmp_path) -> None:
     tau = 1.5
-    plain = Predictor.load(trained.checkpoint_path)
+    plain = _with_tau(trained, None, tmp_path / "plain.pt")
     adjusted = _with_tau(trained, tau, tmp_path / "adjusted.pt")
     assert float(adjusted.model.heads.logit_adjustment) == tau
     photos = [e.image_path for e in gen_data["test"][:12]]
@@ -67,14 +71,17 @@ def test_predictor_applies_the_stored_correction(trained, gen_data, gen_taxonomy
 
 def test_checkpoint_without_the_correction_still_loads(trained, gen_data, tmp_path) -> None:
     raw = torch.load(trained.checkpoint_path, weights_only=True)
-    for key in ("heads.value_counts", "heads.logit_adjustment", "heads.head_logit_adjustment"):
+    gone = ("heads.value_counts", "heads.logit_adjustment", "heads.head_logit_adjustment")
+    gone += ("heads.memory_vectors", "heads.memory_categories", "heads.memory_targets")  # nor the vote
+    gone += ("heads.neighbour_weight", "heads.neighbour_balance")
+    for key in gone:
         del raw["state_dict"][key]
     old = tmp_path / "old.pt"
     torch.save(raw, old)
     photos = [e.image_path for e in gen_data["test"][:4]]
     predictor = Predictor.load(old)
     assert float(predictor.model.heads.logit_adjustment) == 0.0
-    assert predictor.predict(photos) == Predictor.load(trained.checkpoint_path).predict(photos)
+    assert predictor.predict(photos) == _with_tau(trained, None, tmp_path / "alone.pt").predict(photos)
 
 
 def test_the_configured_correction_is_trained_into_the_checkpoint(
