@@ -30,6 +30,7 @@ SMOKE = {
     "label_noise.py": ["--smoke"],
     "near_duplicates.py": ["--smoke"],
     "versus_plain.py": ["--smoke"],
+    "vote_cost.py": ["--smoke"],
     "device_check.py": ["--smoke", "--steps", "gpu-default,cv-cpu-colour"],  # both scripts it drives
 }
 
