@@ -45,7 +45,7 @@ from trainer.evaluation import average, score, to_probabilities, top_values
 from trainer.labels import encode_labels
 from trainer.model import TaxonomyNet
 from trainer.neighbours import ALPHAS
-from trainer.preprocess import Preprocess, to_model_input
+from trainer.preprocess import Preprocess
 from trainer.train import trunk_embeddings
 
 TAUS = (-0.5, -0.3, -0.2, -0.15, -0.1, 0.0, 0.1, 0.3, 0.5)
@@ -79,12 +79,10 @@ def folds_of(examples: list[LabeledExample], k: int, seed: int) -> list[list[Lab
 def features_of(
     model: TaxonomyNet, images: torch.Tensor, preprocess: Preprocess, flip: bool, device: torch.device
 ) -> list[torch.Tensor]:
-    """The pooled features of every photo (N, C), and of its mirror image with ``flip``."""
-    feats = []
-    for start in range(0, images.shape[0], 128):
-        x = to_model_input(images[start : start + 128].to(device), preprocess)  # (b, 3, S, S)
-        feats.append([model.backbone(x)] + ([model.backbone(x.flip(3))] if flip else []))  # (b, C) each
-    return [torch.cat([f[i] for f in feats]) for i in range(len(feats[0]))]
+    """The pooled features of every photo (N, C), and of its mirror image with ``flip``, on ``device``
+    (``train.trunk_embeddings``, which also fills the vote's memory)."""
+    views = [images, images.flip(3)] if flip else [images]
+    return [trunk_embeddings(model, v, preprocess, device).to(device) for v in views]
 
 
 def remember_training_part(

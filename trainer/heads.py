@@ -109,11 +109,10 @@ class HeadBank(nn.Module):
         # labelled training products as the trunk saw them, unit length in fp16 (M, D), their
         # categories (M,) and targets (M, A) with -1 where unlabelled. Their size is the
         # checkpoint's (``_load_from_state_dict``).
-        width = max((len(cat.attributes) for cat in taxonomy.categories), default=0)
         self.register_buffer("memory_vectors", torch.zeros(0, self.vote_features, dtype=torch.float16))  # (M, D)
         self.register_buffer("memory_categories", torch.zeros(0, dtype=torch.int64))  # (M,)
         # int32: torch.distributed's gloo backend broadcasts no int16 buffer.
-        self.register_buffer("memory_targets", torch.zeros(0, width, dtype=torch.int32))  # (M, A)
+        self.register_buffer("memory_targets", torch.zeros(0, taxonomy.max_attributes, dtype=torch.int32))  # (M, A)
         self.register_buffer("neighbour_weight", torch.zeros(()))
         # The vote counts labels as they come; the heads learnt under class weights and a balanced
         # sampler. The vote is put on the heads' footing by prior ** -balance (the run's balancing

@@ -236,8 +236,8 @@ def retrain_heads(
             lr_scale=WARM_LR_SHARE if warm else 1.0,
         )
         # The neighbours' vote remembers the training part (its cached embeddings), not the base's.
+        # Its weight is still 0 (set above): the taus are chosen for the heads alone.
         model.heads.set_memory(fit_set.vectors, fit_labels, limit=config.neighbour_memory, seed=config.seed)
-        model.heads.set_neighbour_weight(0.0)  # the taus are chosen for the heads alone
         # The prior correction per attribute, on the early-stopping slice (never the held-out part).
         chosen = choose_logit_adjustments(
             model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config

@@ -305,6 +305,19 @@ def fit(
     best_score, best_epoch, bad_epochs, start_epoch = -1.0, -1, 0, 0
     best_ckpt: Checkpoint | None = None
     state_path, ckpt_path = out_dir / STATE_NAME, out_dir / CHECKPOINT_NAME
+
+    def save(metrics: dict[str, Any], version_id: str | None = None) -> Checkpoint:
+        """The model as ``ckpt_path`` (a new version id unless given)."""
+        return save_checkpoint(
+            ckpt_path,
+            model,
+            preprocess=preprocess,
+            train_config=config.to_dict(),
+            metrics=metrics,
+            backbone_source=backbone_source,
+            version_id=version_id,
+        )
+
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -374,14 +387,7 @@ def fit(
                 best_score, best_epoch, bad_epochs = val_score, epoch + 1, 0
                 metrics = {**(report.as_dict() if report else {}), "epoch": epoch + 1, "loss": loss}
                 if dist.is_main:
-                    best_ckpt = save_checkpoint(
-                        ckpt_path,
-                        model,
-                        preprocess=preprocess,
-                        train_config=config.to_dict(),
-                        metrics=metrics,
-                        backbone_source=backbone_source,
-                    )
+                    best_ckpt = save(metrics)
             else:
                 bad_epochs += 1
             if dist.is_main:
@@ -444,15 +450,8 @@ def fit(
         )
         dist.sync_buffers(model)  # rank 0's taus and temperatures (buffers) everywhere
     if dist.is_main:
-        best_ckpt = save_checkpoint(
-            ckpt_path,
-            model,
-            preprocess=preprocess,
-            train_config=config.to_dict(),
-            metrics={**best_ckpt.metrics, **choices, "neighbours": model.heads.neighbour_summary()},
-            backbone_source=backbone_source,
-            version_id=best_ckpt.version_id,
-        )
+        metrics = {**best_ckpt.metrics, **choices, "neighbours": model.heads.neighbour_summary()}
+        best_ckpt = save(metrics, best_ckpt.version_id)
     dist.barrier()
     report = (
         evaluate(
