@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
+
+from trainer.pretrain import TRUNK_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +75,21 @@ def test_benchmark_smoke(script, shared_data, short_tmp):
     kept = ("torchinductor_", "gradio", *(("bench-",) if script == "run_all.py" else ()))
     left = sorted(p.name for p in short_tmp.iterdir() if not p.name.startswith(kept))
     assert left == [], f"{script} left {left} in its temporary folder"
+
+
+@pytest.mark.slow
+def test_train_bench_plans_a_catalogue_trunk_as_the_trainer_does(shared_data, short_tmp):
+    """``--weights`` with a ``trainer pretrain`` file: the run takes the catalogue recipe (scratch
+    schedule, nothing frozen) from the file, as ``python -m trainer train --weights`` does."""
+    trunk = short_tmp / "trunk.pt"
+    source = "pretrained: catalogue shop.csv, columns articleType, 6 epochs"
+    state = torchvision.models.resnet18().state_dict()
+    torch.save({"format": TRUNK_FORMAT, "state_dict": state, "source": source, "arch": "resnet18"}, trunk)
+    figures = short_tmp / "figures.json"
+    script = [sys.executable, str(ROOT / "bench" / "train_myntra.py"), "--smoke", "--weights", str(trunk)]
+    result = subprocess.run([*script, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    numbers = json.loads(figures.read_text())
+    assert numbers["recipe"] == "catalogue" and numbers["trunk"] == f"{source}; weights file {trunk}"
+    assert numbers["model"]["frozen_when_pretrained"] == [] and numbers["train"]["recipe"] == "catalogue"
+    assert numbers["train"]["trunk_lr_scale"] == 1.0 and 0 <= numbers["val_score"] <= 1

@@ -58,8 +58,8 @@ class Checkpoint:
 
     @property
     def recipe(self) -> str:
-        """Which recipe trained it: "scratch", "pretrained" or "custom" (``config.TrainConfig.recipe``);
-        "unrecorded" for checkpoints written before recipes existed."""
+        """Which recipe trained it: "scratch", "pretrained", "catalogue" or "custom"
+        (``config.TrainConfig.recipe``); "unrecorded" for checkpoints written before recipes existed."""
         return str(self.train_config.get("recipe", "unrecorded"))
 
     @property

@@ -44,7 +44,7 @@ from .catalogue import (
     read_catalogue,
 )
 from .checkpoint import atomic_save
-from .config import Arch, Crop
+from .config import CATALOGUE_SOURCE, Arch, Crop
 from .data import DataError
 from .model import Backbone
 from .preprocess import Preprocess, augment
@@ -115,7 +115,8 @@ def rotate(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 def source_text(catalogue: str, tasks: Sequence[ColumnTask], *, self_supervised: bool, epochs: int) -> str:
     columns = ",".join(t.name for t in tasks) or "none"
     extra = " + rotation" if self_supervised else ""
-    return f"pretrained: catalogue {catalogue}, columns {columns}{extra}, {epochs} epochs"
+    # The prefix is how ``config.recipe_for`` tells a catalogue trunk from other weights files.
+    return f"{CATALOGUE_SOURCE}{catalogue}, columns {columns}{extra}, {epochs} epochs"
 
 
 def state_path_for(weights_path: Path) -> Path:

@@ -9,7 +9,9 @@ The scratch recipe's photo size was chosen on square photos. Given a survey of t
 training photos (``survey_photos``: their median size, read from the headers), a fully default
 run fits it to their shape (``fit_to_photos``): padded portrait photos train larger, so that the
 garment keeps the scale a square photo gets, as long as the photos have the pixels and the
-recipe's compute budget allows it. The choice and its reason are the plan's ``photo_note``.
+recipe's compute budget allows it. The choice and its reason are the plan's ``photo_note``. The
+catalogue recipe (a trunk of ``python -m trainer pretrain``) trains on the scratch recipe's
+schedule, so its size is fitted the same way.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def plan_run(
         if recipe == "pretrained" and "image_size" in recorded:  # the size the trunk was trained at
             model_config = replace(model_config, image_size=int(recorded["image_size"]))
     note = ""
-    if photos is not None and recipe == "scratch" and config is None and not given_model:
+    if photos is not None and recipe in ("scratch", "catalogue") and config is None and not given_model:
         config = default_train_config(device, recipe=recipe)
         model_config, config, note = fit_to_photos(model_config, config, photos)
     return RunPlan(

@@ -1,6 +1,7 @@
 """The recipe follows where the trunk's weights came from: a pretrained trunk is fine-tuned (its
 size, early stages frozen with their BatchNorm, a lower trunk rate, few epochs), a random one
-trains from scratch; the checkpoint says which. Offline: the "ImageNet" weights are a random
+trains from scratch, a trunk of ``python -m trainer pretrain`` takes the scratch schedule with
+nothing frozen; the checkpoint says which. Offline: the "ImageNet" weights are a random
 torchvision ResNet saved where torchvision's weights API looks for its download."""
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from trainer import (
     preprocess_for,
     train_full,
 )
+from trainer.config import finetune_config, recipe_for
 from trainer.labels import encode_labels
+from trainer.pretrain import TRUNK_FORMAT
+from trainer.recipe import PhotoSurvey
 from trainer.train import make_loss, parameter_groups, train_one_epoch
 from trainer.weights import torchvision_fetch as real_torchvision_fetch
 
@@ -81,6 +85,45 @@ def test_random_trunk_takes_the_scratch_recipe() -> None:
         offline = plan_run("cpu")
     assert offline.backbone_source == "random" and offline.recipe == "scratch"
     assert offline.model_config.image_size == 112 and offline.config.recipe == "scratch"
+
+
+@pytest.fixture(scope="module")
+def catalogue_trunk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights file as ``python -m trainer pretrain`` writes it (its trunk random: the recipe
+    is chosen from what the file says it is, not from how good it is)."""
+    torch.manual_seed(8)
+    path = tmp_path_factory.mktemp("catalogue") / "trunk.pt"
+    source = "pretrained: catalogue shop/catalogue.csv, columns articleType,baseColour, 6 epochs"
+    raw = {"format": TRUNK_FORMAT, "state_dict": torchvision.models.resnet18().state_dict(), "source": source}
+    torch.save({**raw, "arch": "resnet18", "image_size": 112, "crop": "pad"}, path)
+    return path
+
+
+def test_catalogue_trunk_takes_the_scratch_schedule_with_nothing_frozen(catalogue_trunk: Path, gen_taxonomy) -> None:
+    portraits = PhotoSurvey(count=803, width=225, height=300)  # flixstock-dev's training photos
+    plan = plan_run("cpu", weights=str(catalogue_trunk), photos=portraits)
+    scratch = plan_run("cpu", weights="none", photos=portraits)
+    assert plan.backbone_source.startswith("pretrained: catalogue shop/catalogue.csv")
+    assert plan.backbone_source.endswith(f"weights file {catalogue_trunk}")
+    assert plan.recipe == "catalogue" and plan.config.recipe == "catalogue"
+    # The scratch recipe's schedule and rates, and its photo size fitted to the photos' shape.
+    assert (
+        plan.config == replace(scratch.config, recipe="catalogue", neighbour_weight=0.0)
+        and plan.config.trunk_lr_scale == 1.0
+    )
+    assert plan.model_config == replace(scratch.model_config, weights=str(catalogue_trunk), frozen_when_pretrained=())
+    assert (plan.model_config.image_size, plan.config.progressive_size) == (144, 96) and plan.photo_note
+    assert plan.trunk_state is not None
+    model, _ = build_model(plan.model_config, gen_taxonomy, trunk=plan.trunk)
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    model.train()
+    assert all(m.training for m in model.backbone.modules())  # no BatchNorm kept in eval mode
+    # A fine-tune of a model trained from it keeps that recipe (the app's warm full runs).
+    assert recipe_for(plan.backbone_source) == "catalogue"
+    assert finetune_config(default_train_config("cpu", recipe="catalogue")).recipe == "catalogue"
+    gpu = plan_run("cuda", weights=str(catalogue_trunk))  # the file's arch, the GPU's scratch size
+    assert gpu.recipe == "catalogue" and gpu.model_config.arch == "resnet18" and gpu.model_config.image_size == 224
+    assert gpu.config == replace(default_train_config("cuda"), recipe="catalogue", neighbour_weight=0.0)
 
 
 def test_configs_given_are_kept(weights_file: Path, tiny_model, tiny_train) -> None:
