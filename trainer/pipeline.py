@@ -47,6 +47,7 @@ def train_full(
     init_checkpoint: str | os.PathLike | None = None,
     trunk: tuple[StateDict | None, str] | None = None,
     dist: DistContext = SINGLE,
+    weights: str | None = None,
 ) -> TrainResult:
     """Train backbone and heads on ``examples``; the epoch that scores best on an early-stopping
     slice of the training part is written to ``out_dir/model.pt``, and the returned metrics are its
@@ -54,6 +55,8 @@ def train_full(
 
     The configs not given are the defaults of the recipe the trunk's weights call for
     (``recipe.plan_run``); ``trunk`` is a plan's already loaded weights for ``model_config``.
+    ``weights`` ("imagenet", "none" or a weights file, e.g. one of ``python -m trainer pretrain``)
+    chooses the trunk when ``model_config`` is not given (default: ImageNet where it can be had).
 
     With ``init_checkpoint`` (the active version, in the app) the run fine-tunes that model, its
     architecture and preprocessing kept, on the shorter schedule of ``config.finetune_config``
@@ -81,7 +84,15 @@ def train_full(
     else:
         # A fully default run fits the recipe's photo size to the photos' shape (``fit_to_photos``).
         photos = survey_photos(e.image_path for e in examples) if config is None and model_config is None else None
-        plan = plan_run(dev.type, config=config, model_config=model_config, trunk=trunk, fetch=fetch, photos=photos)
+        plan = plan_run(
+            dev.type,
+            config=config,
+            model_config=model_config,
+            weights=weights,
+            trunk=trunk,
+            fetch=fetch,
+            photos=photos,
+        )
         config, model_config = plan.config, plan.model_config
         if plan.photo_note:
             logger.info("photo size: %s", plan.photo_note)

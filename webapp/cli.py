@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     settings_mod.add_server_arguments(serve)
     settings_mod.add_policy_arguments(serve)
     settings_mod.add_model_arguments(serve)
+    settings_mod.add_training_arguments(serve)
     serve.add_argument(
         "--no-auth", action="store_true", help="no login: everyone is the admin (refused unless listening on loopback)"
     )
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     work = sub.add_parser("worker", help="run the queued training runs, one at a time (serve starts one by itself)")
     settings_mod.add_arguments(work)
+    settings_mod.add_training_arguments(work)
     work.add_argument("--once", action="store_true", help="run at most one queued run, then exit")
     work.add_argument(
         "--poll-seconds", type=float, default=worker_mod.POLL_S, help="how often to look for a queued run when idle"
@@ -212,6 +214,8 @@ def spawn_worker(settings: settings_mod.Settings) -> subprocess.Popen:
         command += ["--model-dir", str(settings.model_dir)]
     if settings.taxonomy_file is not None:
         command += ["--taxonomy-file", str(settings.taxonomy_file)]
+    if settings.weights:
+        command += ["--weights", settings.weights]
     child = subprocess.Popen([*command, "--parent-pid", str(os.getpid())])
     log.info("started the embedded training worker (pid %s)", child.pid)
     return child

@@ -21,11 +21,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import db
+import trainer
 from taxonomy import Taxonomy, TaxonomyError, default_taxonomy, load_taxonomy
 
 from .policy import PolicyRunner
 from .scan_job import LabelScans
-from .serving import ModelManager
+from .serving import ModelError, ModelManager
 from .settings import Settings
 from .worker import recover_dead_runs
 
@@ -83,6 +84,12 @@ def open_context(settings: Settings, *, load_model: bool = True, recover_runs: b
     a run a live worker is doing is left alone). The manager only queues runs: a worker takes them."""
     if settings.taxonomy_file is not None:
         load_taxonomy(settings.taxonomy_file)  # a bad file is refused before the data directory is made
+    trunk = settings.weights or None
+    if trunk not in (None, "imagenet", "none"):  # a weights file asked for by name: refused now, not at the first run
+        try:
+            trainer.load_trunk_weights("resnet18", trunk)  # reads the file; the arch matters for "imagenet" only
+        except ValueError as exc:
+            raise ModelError(f"--weights (VT_WEIGHTS): {exc}") from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.db_url)
     db.upgrade(engine)
@@ -101,6 +108,7 @@ def open_context(settings: Settings, *, load_model: bool = True, recover_runs: b
         cache_dir=settings.cache_dir,
         train_here=False,
     )
+    models.weights = trunk
     if load_model:
         models.load_active()
     policy = PolicyRunner(settings.retrain_policy, sessions, models)  # started by the server only

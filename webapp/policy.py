@@ -5,9 +5,12 @@ import included) since the data the active version was trained on, read from the
 by the label-event watermark each version records, so every process on the database agrees:
 
 - no active version yet: a full training once ``MIN_TRAINING_PRODUCTS`` products are labelled;
-- the active backbone was pretrained (ImageNet or a weights file): heads-only retrains, the
-  cheap loop that pays on a good trunk;
-- the backbone was trained from scratch: heads-only retrains learn little from new labels on
+- the active backbone was pretrained (ImageNet or another weights file) and fine-tuned: heads-only
+  retrains, the cheap loop that pays on a good trunk;
+- the backbone was trained from scratch, or from a catalogue trunk (``python -m trainer
+  pretrain``) with the scratch recipe's schedule, which trains every layer on the labels as
+  from-scratch training does (that recipe gains with data the same way; a fresh full run starts
+  from the trunk the app is configured with, ``--weights``): heads-only retrains learn little from new labels on
   its features (issue 11 measured -0.022 to +0.009 for four of them), and so does fine-tuning it
   (``bench/loop.py`` on myntra-dev: -0.016 and -0.020 on val.csv against the version it started
   from, rejected by the gate), while the from-scratch recipe gains with data (0.538 on val.csv
@@ -32,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import db
+import trainer
 
 from .serving import MIN_TRAINING_PRODUCTS, ModelManager
 
@@ -169,13 +173,17 @@ def decide(session: Session, policy: RetrainPolicy, now: datetime | None = None)
     source = str(metrics.get("backbone_source", "random"))
     backbone_products = int(metrics.get("backbone_products") or metrics.get("labelled_products") or 0)
     in_a_row = _heads_in_a_row(session)
-    if source != "random":
+    learnt = trainer.recipe_for(source) != "pretrained"  # every layer trained on the labels
+    scratch = source == "random"
+    how = "from scratch" if scratch else "from a catalogue trunk"
+    fresh_from = "from scratch" if scratch else "from the configured trunk"
+    if not learnt:
         kind, reason = "heads", f"the backbone is pretrained ({source}): heads-only retrains use new labels well"
     elif backbone_products and labelled >= policy.full_growth * backbone_products:
         kind = "full"
         reason = (
             f"labelled products grew {labelled / backbone_products:.2f}x since the backbone was trained "
-            f"(a full training from scratch at {policy.full_growth:g}x)"
+            f"(a full training {fresh_from} at {policy.full_growth:g}x)"
         )
     elif in_a_row >= policy.full_after_heads:
         kind = "full"
@@ -183,11 +191,8 @@ def decide(session: Session, policy: RetrainPolicy, now: datetime | None = None)
     else:
         kind = "heads"
         grown = f"{labelled / backbone_products:.2f}x so far" if backbone_products else "growth unknown"
-        reason = (
-            f"backbone trained from scratch: a full retrain once the labelled set grows {policy.full_growth:g}x "
-            f"({grown})"
-        )
-    # A from-scratch backbone is retrained from scratch (the measured kind that pays, see above).
+        reason = f"backbone trained {how}: a full retrain once the labelled set grows {policy.full_growth:g}x ({grown})"
+    # A backbone trained on the labels is retrained afresh (the measured kind that pays, see above).
     return PolicyState(enabled, kind, reason, new, policy.heads_after, wait, running, fresh=kind == "full")
 
 

@@ -69,6 +69,10 @@ class ModelManager:
         self.cache_dir = Path(cache_dir)
         # What trains a full run: in this process, or ``torchrun.Torchrun`` (``worker --train-nproc N``).
         self.train_full: Callable[..., trainer.TrainResult] = trainer.train_full
+        # The trunk a fresh full run starts from (``--weights``): None for the trainer's default
+        # (ImageNet where it can be downloaded, else random); a ``python -m trainer pretrain`` file
+        # takes the catalogue recipe. A run that fine-tunes the active version keeps its trunk.
+        self.weights: str | None = None
         self._loaded: Loaded | None = None
         self._swap = threading.Lock()
         self._following = threading.Lock()  # held while a version activated elsewhere loads
@@ -349,6 +353,7 @@ class ModelManager:
                 progress=progress,
                 # an int8 version (``trainer.quantize``) serves only: the run trains afresh
                 init_checkpoint=active_path if warm and not _is_int8(active) else None,
+                weights=self.weights,
             )
         candidate = gate.Candidate(
             version_id=result.version_id,

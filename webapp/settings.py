@@ -37,6 +37,10 @@ class Settings:
     full_retrain_after_heads: int = 3
     retrain_poll_seconds: float = 30.0
     model_poll_seconds: float = 5.0  # how often a web process looks for a version activated elsewhere
+    # The trunk a fresh full training starts from: "" for the trainer's default (ImageNet where it
+    # can be downloaded, else random initialisation), "none", or a weights file (one of
+    # ``python -m trainer pretrain`` takes the catalogue recipe).
+    weights: str = ""
 
     @property
     def retrain_policy(self) -> RetrainPolicy:
@@ -141,6 +145,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights",
+        default=_env("WEIGHTS", _DEFAULT.weights),
+        help="the trunk a full training from scratch starts from: a weights file (e.g. 'python -m trainer "
+        "pretrain' on your catalogue), 'imagenet' or 'none'; default: ImageNet where it can be "
+        "downloaded [VT_WEIGHTS]",
+    )
+
+
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("retrain policy (see webapp/policy.py)")
     group.add_argument(
@@ -203,4 +217,5 @@ def from_args(args: argparse.Namespace) -> Settings:
         full_retrain_after_heads=getattr(args, "full_retrain_after_heads", _DEFAULT.full_retrain_after_heads),
         retrain_poll_seconds=getattr(args, "retrain_poll_seconds", _DEFAULT.retrain_poll_seconds),
         model_poll_seconds=getattr(args, "model_poll_seconds", _DEFAULT.model_poll_seconds),
+        weights=getattr(args, "weights", _DEFAULT.weights) or "",
     )

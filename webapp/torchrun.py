@@ -60,7 +60,9 @@ class Torchrun:
         if self.nproc < 1:
             raise ValueError(f"--train-nproc must be at least 1, got {self.nproc}")
 
-    def command(self, folder: Path, out_dir: Path, init_checkpoint: Path | None) -> list[str]:
+    def command(
+        self, folder: Path, out_dir: Path, init_checkpoint: Path | None, weights: str | None = None
+    ) -> list[str]:
         args = [
             sys.executable,
             "-m",
@@ -88,6 +90,8 @@ class Torchrun:
         ]
         if init_checkpoint is not None:
             args += ["--init", str(init_checkpoint)]
+        elif weights:  # the trunk of a fresh run (a fine-tune keeps its base's)
+            args += ["--weights", weights]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         return args
@@ -100,13 +104,15 @@ class Torchrun:
         out_dir: str | os.PathLike,
         progress: Progress | None = None,
         init_checkpoint: str | os.PathLike | None = None,
+        weights: str | None = None,
     ) -> trainer.TrainResult:
         out = Path(out_dir)
         folder = out / "torchrun"  # the run's inputs and torchrun's output, beside its checkpoint
         folder.mkdir(parents=True, exist_ok=True)
         handoff.write_examples(examples, folder / "examples.json")
         save_taxonomy(taxonomy, folder / "taxonomy.json")
-        command = self.command(folder, out, Path(init_checkpoint) if init_checkpoint is not None else None)
+        init = Path(init_checkpoint) if init_checkpoint is not None else None
+        command = self.command(folder, out, init, weights)
         env = {
             **os.environ,
             "OMP_NUM_THREADS": str(max(1, self.threads // self.nproc)),

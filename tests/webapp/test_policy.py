@@ -95,6 +95,16 @@ def test_a_full_retrain_comes_when_the_labelled_set_has_grown_or_heads_runs_stal
         version = db.active_version(session)
         version.metrics = {**version.metrics, "backbone_source": "imagenet"}
     assert state(app).kind == "heads"  # a pretrained trunk: heads-only is the main loop
+    # A catalogue trunk trained with the scratch schedule: every layer learnt from the labels, so
+    # it is retrained afresh like a from-scratch backbone, from the trunk the app is configured with.
+    with app.ctx.sessions.begin() as session:
+        version = db.active_version(session)
+        catalogue = "pretrained: catalogue shop.csv, columns articleType, 6 epochs; weights file trunk.pt"
+        version.metrics = {**version.metrics, "backbone_source": catalogue, "backbone_products": 10}
+    regrown = state(app)
+    assert regrown.kind == "full" and regrown.fresh and "full training from the configured trunk" in regrown.reason
+    assert state(app, full_growth=1.5).kind == "full"  # 3 heads-only runs in a row still count
+    assert state(app, full_growth=1.5, full_after_heads=4).reason.startswith("backbone trained from a catalogue trunk")
 
 
 def test_a_due_policy_starts_a_heads_run_that_records_its_trigger_and_what_it_saw(app: App) -> None:
