@@ -10,8 +10,9 @@ their fixed schedule (last epoch kept) and are scored on ``val.csv`` with mirror
 is read only to score, after both have trained.
 
 - default: what ``python -m trainer train --weights none`` plans on the CPU (``trainer.plan_run``
-  with the training photos' survey): SE-ResNet18, 112 px, 38 epochs with the first half at 80 px,
-  focal loss with class weights, balanced sampler, label-true augmentation, prior correction;
+  with the training photos' survey): SE-ResNet18, 112 px, 38 epochs (76 where the CPU computes
+  bf16) with the first half at 80 px, focal loss with class weights, balanced sampler,
+  label-true augmentation, prior correction;
   for photos that are not square the size follows their shape within the recipe's budget
   (``trainer.recipe.fit_to_photos``: flixstock's 225x300 train at 144 px, the first half at 96).
 - plain: the same network code (one SE block after the last stage and MLP heads, which the plain

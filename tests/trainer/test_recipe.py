@@ -29,6 +29,7 @@ from trainer.config import finetune_config, recipe_for
 from trainer.labels import encode_labels
 from trainer.pretrain import TRUNK_FORMAT
 from trainer.recipe import PhotoSurvey
+from trainer.runtime import native_cpu_bf16
 from trainer.train import make_loss, parameter_groups, train_one_epoch
 from trainer.weights import torchvision_fetch as real_torchvision_fetch
 
@@ -80,6 +81,11 @@ def test_random_trunk_takes_the_scratch_recipe() -> None:
     assert plan.backbone_source == "random" and plan.recipe == "scratch"
     assert plan.model_config.image_size == 112 and plan.config == default_train_config("cpu")
     assert plan.config.recipe == "scratch" and plan.config.trunk_lr_scale == 1.0
+    # The CPU schedule follows the CPU's arithmetic: twice the epochs where it computes bf16 natively.
+    fp32, bf16 = default_train_config("cpu", bf16=False), default_train_config("cpu", bf16=True)
+    assert (fp32.epochs, bf16.epochs) == (38, 76) and replace(bf16, epochs=38) == fp32
+    assert plan.config.epochs == (76 if native_cpu_bf16() else 38)
+    assert default_train_config("cuda", bf16=True).epochs == default_train_config("cuda", bf16=False).epochs == 30
     # Asked for ImageNet on an offline machine: random initialisation, so the scratch recipe too.
     with pytest.warns(PretrainedWeightsUnavailable):
         offline = plan_run("cpu")
