@@ -10,7 +10,8 @@ project's 2-core machines) fewer epochs of a bigger network is the worse trade w
 30 full-size epochs) and the prior correction tau = -0.15 were chosen by 3-fold
 cross-validation on myntra-dev's train.csv (``bench/cv.py``; numbers in
 ``bench/RESULTS.md``); where the CPU computes bf16 natively the same budget buys twice the
-epochs (``CPU_EPOCHS_BF16``), cross-validated on both dev sets. The GPU defaults keep the plain schedule: nothing was measured there.
+epochs (``CPU_EPOCHS_BF16``), cross-validated on both dev sets. The GPU defaults keep the
+plain schedule: nothing was measured there.
 
 From a pretrained trunk (ImageNet through torchvision's weights API, or a local weights file:
 "pretrained") the network is the same, but it sees photos at the size the trunk was trained at
