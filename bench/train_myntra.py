@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         train, val = train[:120], val[:40]
         model_config = replace(model_config, image_size=64)
         config = replace(config, epochs=1)
-    overrides = {"image_size": args.image_size}
-    model_config = replace(model_config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.image_size is not None:
+        model_config = replace(model_config, image_size=args.image_size)
     train_over = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,

@@ -11,10 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
-import torchvision
 
-from trainer.pretrain import TRUNK_FORMAT
+from tests.trainer.conftest import write_catalogue_trunk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,10 +79,8 @@ def test_benchmark_smoke(script, shared_data, short_tmp):
 def test_train_bench_plans_a_catalogue_trunk_as_the_trainer_does(shared_data, short_tmp):
     """``--weights`` with a ``trainer pretrain`` file: the run takes the catalogue recipe (scratch
     schedule, nothing frozen) from the file, as ``python -m trainer train --weights`` does."""
-    trunk = short_tmp / "trunk.pt"
     source = "pretrained: catalogue shop.csv, columns articleType, 6 epochs"
-    state = torchvision.models.resnet18().state_dict()
-    torch.save({"format": TRUNK_FORMAT, "state_dict": state, "source": source, "arch": "resnet18"}, trunk)
+    trunk = write_catalogue_trunk(short_tmp / "trunk.pt", source)
     figures = short_tmp / "figures.json"
     script = [sys.executable, str(ROOT / "bench" / "train_myntra.py"), "--smoke", "--weights", str(trunk)]
     result = subprocess.run([*script, "--json", str(figures)], capture_output=True, text=True, cwd=ROOT, timeout=600)

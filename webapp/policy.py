@@ -9,9 +9,9 @@ by the label-event watermark each version records, so every process on the datab
   retrains, the cheap loop that pays on a good trunk;
 - the backbone was trained from scratch, or from a catalogue trunk (``python -m trainer
   pretrain``) with the scratch recipe's schedule, which trains every layer on the labels as
-  from-scratch training does (that recipe gains with data the same way; a fresh full run starts
-  from the trunk the app is configured with, ``--weights``): heads-only retrains learn little from new labels on
-  its features (issue 11 measured -0.022 to +0.009 for four of them), and so does fine-tuning it
+  from-scratch training does (a fresh full run starts from the trunk the app is configured
+  with, ``--weights``): heads-only retrains learn little from new labels on its features
+  (issue 11 measured -0.022 to +0.009 for four of them), and so does fine-tuning it
   (``bench/loop.py`` on myntra-dev: -0.016 and -0.020 on val.csv against the version it started
   from, rejected by the gate), while the from-scratch recipe gains with data (0.538 on val.csv
   from 900 products, 0.59-0.60 from 1,800; ``bench/RESULTS.md``). So a full training from scratch

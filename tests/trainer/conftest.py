@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from PIL import Image, ImageDraw
 
 from taxonomy import Attribute, Category, LabeledExample, Taxonomy
 from trainer import ModelConfig, TrainConfig, train_full
+from trainer.pretrain import TRUNK_FORMAT
 
 COLORS = {"red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 220), "yellow": (235, 215, 20)}
 
@@ -89,6 +91,17 @@ TINY_TRAIN = TrainConfig(
     heads_lr=5e-3,
     embed_batch_size=64,
 )
+
+
+def write_catalogue_trunk(path: Path, source: str, *, seed: int = 0, **recorded: object) -> Path:
+    """A weights file as ``python -m trainer pretrain`` writes it (format, state dict, source,
+    arch, and any other ``recorded`` field), its ResNet18 trunk random: the recipe follows what
+    the file says it is, not how good its weights are."""
+    torch.manual_seed(seed)
+    state = torchvision.models.resnet18().state_dict()
+    raw = {"format": TRUNK_FORMAT, "state_dict": state, "source": source, "arch": "resnet18", **recorded}
+    torch.save(raw, path)
+    return path
 
 
 def offline_fetch(arch: str) -> dict:

@@ -27,11 +27,12 @@ from trainer import (
 )
 from trainer.config import finetune_config, recipe_for
 from trainer.labels import encode_labels
-from trainer.pretrain import TRUNK_FORMAT
 from trainer.recipe import PhotoSurvey
 from trainer.runtime import native_cpu_bf16
 from trainer.train import make_loss, parameter_groups, train_one_epoch
 from trainer.weights import torchvision_fetch as real_torchvision_fetch
+
+from .conftest import write_catalogue_trunk
 
 FROZEN = ("conv1", "bn1", "layer1", "layer2")
 
@@ -95,14 +96,10 @@ def test_random_trunk_takes_the_scratch_recipe() -> None:
 
 @pytest.fixture(scope="module")
 def catalogue_trunk(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights file as ``python -m trainer pretrain`` writes it (its trunk random: the recipe
-    is chosen from what the file says it is, not from how good it is)."""
-    torch.manual_seed(8)
-    path = tmp_path_factory.mktemp("catalogue") / "trunk.pt"
+    """A weights file as ``python -m trainer pretrain`` writes it."""
     source = "pretrained: catalogue shop/catalogue.csv, columns articleType,baseColour, 6 epochs"
-    raw = {"format": TRUNK_FORMAT, "state_dict": torchvision.models.resnet18().state_dict(), "source": source}
-    torch.save({**raw, "arch": "resnet18", "image_size": 112, "crop": "pad"}, path)
-    return path
+    path = tmp_path_factory.mktemp("catalogue") / "trunk.pt"
+    return write_catalogue_trunk(path, source, seed=8, image_size=112, crop="pad")
 
 
 def test_catalogue_trunk_takes_the_scratch_schedule_with_nothing_frozen(catalogue_trunk: Path, gen_taxonomy) -> None:

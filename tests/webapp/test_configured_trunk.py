@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-import torchvision
-
 import db
+from tests.trainer.conftest import write_catalogue_trunk
 from trainer import default_train_config, load_checkpoint
-from trainer.pretrain import TRUNK_FORMAT
 from webapp import services
 from webapp.torchrun import Torchrun
 
@@ -21,17 +18,8 @@ from .test_policy import label_products
 SOURCE = "pretrained: catalogue shop/catalogue.csv, columns articleType,baseColour, 6 epochs"
 
 
-def catalogue_trunk(path: Path) -> Path:
-    """A weights file as ``python -m trainer pretrain`` writes it (its trunk random: the recipe
-    follows what the file says it is)."""
-    torch.manual_seed(5)
-    state = torchvision.models.resnet18().state_dict()
-    torch.save({"format": TRUNK_FORMAT, "state_dict": state, "source": SOURCE, "arch": "resnet18"}, path)
-    return path
-
-
 def test_a_fresh_full_run_trains_from_the_configured_catalogue_trunk(app: App, tmp_path: Path) -> None:
-    trunk = catalogue_trunk(tmp_path / "trunk.pt")
+    trunk = write_catalogue_trunk(tmp_path / "trunk.pt", SOURCE, seed=5)
     app.ctx.models.weights = str(trunk)  # what open_context sets from --weights
     label_products(app, 12)
     run_id = services.start_training(app.ctx, app.admin, "full", fresh=True)["run_id"]
