@@ -121,6 +121,11 @@ class TrainConfig:
     patience: int = 8  # epochs without a better validation metric before stopping
     val_fraction: float = 0.15
     augment: bool = True
+    # CutMix within a category (``train.cutmix``): the share of training batches in which every
+    # photo gets a random box pasted from another photo of the same category, and the loss is the
+    # two photos' losses weighted by their areas. 0: off. Colour stays true in each region (no
+    # blending of pixels, unlike mixup), and both photos go through the same heads.
+    cutmix: float = 0.0
     # Progressive resizing: the first ``progressive_fraction`` of the epochs train on photos of
     # ``progressive_size`` pixels (0: off), the rest at the model's size; evaluation is always at
     # the model's size. Cheaper early epochs buy more epochs in the same time.
@@ -183,6 +188,8 @@ class TrainConfig:
             raise ValueError(f"neighbour_weight must be in [0, 1], got {self.neighbour_weight}")
         if self.neighbour_memory < 0:
             raise ValueError(f"neighbour_memory must be at least 0, got {self.neighbour_memory}")
+        if not 0.0 <= self.cutmix <= 1.0:
+            raise ValueError(f"cutmix must be in [0, 1] (a share of the batches), got {self.cutmix}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
 

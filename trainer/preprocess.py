@@ -6,7 +6,7 @@ would change a garment's shape); "top" crops the top square instead, which for a
 shot (flixstock's 225x300) keeps the neck and sleeves at 4/3 the scale and drops the hem. The
 policy is part of ``Preprocess`` and so of every checkpoint: the app serves what trained.
 ``to_model_input`` turns a uint8 batch into the normalised float input; ``augment`` is its
-training twin, run batched on the training device.
+training twin, run batched on the training device (``cutmix`` an optional second step).
 """
 
 from __future__ import annotations
@@ -147,3 +147,31 @@ def augment(
     mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
     return (x - mean) / std  # (B, 3, S, S)
+
+
+def same_category_partners(cats: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each row of a batch, another row of the same category, drawn at random (a row alone in
+    its category is its own partner): (B,) categories -> (B,) row indices."""
+    partner = torch.arange(cats.numel())  # (B,)
+    cpu = cats.cpu()
+    for c in torch.unique(cpu).tolist():
+        rows = torch.nonzero(cpu == c).squeeze(1)  # (n_c,)
+        partner[rows] = rows[torch.randperm(rows.numel(), generator=generator)]
+    return partner.to(cats.device)
+
+
+def cutmix(x: torch.Tensor, partner: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """Paste one random box (the same for the whole batch, its area a uniform share of the photo)
+    from each row's partner into it: (B, 3, s, s) -> the mixed batch and the share of each photo
+    that is still its own (Yun et al., 2019, CutMix)."""
+    side = x.shape[-1]
+    cut = math.sqrt(float(torch.rand(1, generator=generator)))  # the box's side as a share of the photo's
+    h = w = round(side * cut)
+    if h == 0:
+        return x, 1.0
+    cy, cx = (torch.randint(0, side, (2,), generator=generator)).tolist()
+    top, left = max(cy - h // 2, 0), max(cx - w // 2, 0)
+    bottom, right = min(top + h, side), min(left + w, side)
+    mixed = x.clone()
+    mixed[:, :, top:bottom, left:right] = x[partner][:, :, top:bottom, left:right]
+    return mixed, 1.0 - (bottom - top) * (right - left) / (side * side)

@@ -26,7 +26,7 @@ from .heads import HeadOutputs
 from .labels import EncodedLabels, encode_labels, head_counts
 from .losses import TaxonomyLoss, class_weights, sample_weights
 from .model import TaxonomyNet
-from .preprocess import Preprocess, augment, to_model_input
+from .preprocess import Preprocess, augment, cutmix, same_category_partners, to_model_input
 from .prior import choose_logit_adjustments
 from .runtime import autocast, resolve_precision
 
@@ -89,8 +89,10 @@ def train_one_epoch(
     size: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
     desc: str = "train",
+    cutmix_share: float = 0.0,
 ) -> float:
-    """One pass over ``order``; returns the mean loss."""
+    """One pass over ``order``; returns the mean loss. ``cutmix_share`` of the batches are mixed
+    within each category (``cutmix``)."""
     model.train()
     total, steps = 0.0, 0
     batches = range(0, len(order), batch_size)
@@ -107,12 +109,18 @@ def train_one_epoch(
             x = to_model_input(raw, preprocess)  # (B, 3, S, S)
             if size is not None and size < x.shape[-1]:
                 x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")  # (B, 3, s, s)
-        x = x.contiguous(memory_format=torch.channels_last)
         cats = labels.categories.index_select(0, idx).to(device)  # (B,)
         targets = labels.targets.index_select(0, idx).to(device)  # (B, A)
+        partner, own = None, 1.0
+        if cutmix_share > 0 and float(torch.rand(1, generator=generator)) < cutmix_share:
+            partner = same_category_partners(cats, generator)
+            x, own = cutmix(x, partner, generator)
+        x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
             out = model(x, cats)
         loss = loss_fn(out, cats, targets)
+        if partner is not None and own < 1.0:
+            loss = own * loss + (1.0 - own) * loss_fn(out, cats, targets.index_select(0, partner))
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             # A head that ran on this batch but has no label in it (a missing cell) is in the
             # graph of DDP's outputs and yet gets no gradient, which DDP cannot tell from a rank
@@ -352,6 +360,7 @@ def fit(
                 use_augment=config.augment,
                 size=epoch_size(config, epoch),
                 scaler=scaler,
+                cutmix_share=config.cutmix if config.augment else 0.0,
                 desc=f"epoch {epoch + 1}/{config.epochs}",
             )
             loss = dist.mean(loss, device)

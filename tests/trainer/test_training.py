@@ -18,6 +18,19 @@ def test_training_beats_the_majority_baseline(trained, gen_data, gen_taxonomy) -
     assert score > 0.75 and score > baseline + 0.35, (score, baseline)
 
 
+def test_cutmix_on_every_batch_still_learns_the_attributes(gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path):
+    """Every training photo carries a box of another photo of its category; the model learns from
+    the area-weighted labels of both and is judged on whole photos."""
+    config = replace(tiny_train, cutmix=1.0)
+    run = train_full(
+        gen_data["train"], taxonomy=gen_taxonomy, out_dir=tmp_path, config=config, model_config=tiny_model, device="cpu"
+    )
+    baseline = majority_baseline(gen_data["train"], gen_data["test"], gen_taxonomy).score
+    score = evaluate_checkpoint(run.checkpoint_path, gen_data["test"]).score
+    assert score > baseline + 0.3, (score, baseline)
+    assert load_checkpoint(run.checkpoint_path).train_config["cutmix"] == 1.0
+
+
 def test_outputs_describe_the_run(trained, gen_taxonomy) -> None:
     out = trained.checkpoint_path.parent
     config = json.loads((out / "config.json").read_text())
@@ -30,13 +43,18 @@ def test_outputs_describe_the_run(trained, gen_taxonomy) -> None:
     assert set(trained.held_out_ids).isdisjoint({"t0000", "t0001"}) or trained.held_out_ids
 
 
-@pytest.mark.parametrize("progressive_size", [0, 32], ids=["fixed-size", "progressive-resizing"])
+@pytest.mark.parametrize(
+    ("progressive_size", "cutmix"),
+    [(0, 0.0), (32, 0.0), (0, 1.0)],
+    ids=["fixed-size", "progressive-resizing", "cutmix"],
+)
 def test_interrupted_run_resumes_to_the_same_weights(
-    gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path, progressive_size
+    gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path, progressive_size, cutmix
 ) -> None:
     few = gen_data["train"][:48]
-    # With progressive resizing the first epoch trains on 32-pixel photos and the second on 48.
-    config = replace(tiny_train, epochs=2, batch_size=16, patience=99, progressive_size=progressive_size)
+    # With progressive resizing the first epoch trains on 32-pixel photos and the second on 48;
+    # with CutMix the boxes and partners are drawn from the run's seeded generator too.
+    config = replace(tiny_train, epochs=2, batch_size=16, patience=99, progressive_size=progressive_size, cutmix=cutmix)
     kwargs = {"taxonomy": gen_taxonomy, "config": config, "model_config": tiny_model, "device": "cpu", "seed": 3}
     whole = train_full(few, out_dir=tmp_path / "whole", **kwargs)
 
