@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from taxonomy import Attribute, Category, LabeledExample, Taxonomy
-from trainer import TrainConfig, load_checkpoint, plan_run, train_full
+from trainer import TrainConfig, default_train_config, load_checkpoint, plan_run, train_full
 from trainer.catalogue import MASKED, OTHER, column_task, default_columns, read_catalogue
 from trainer.cli import main
 from trainer.pretrain import PretrainConfig, masked_loss, pretrain_catalogue, state_path_for
@@ -143,7 +143,8 @@ def test_pretrained_trunk_loads_with_its_source_and_beats_random_initialisation(
     assert plan.recipe == "catalogue" and plan.config.recipe == "catalogue"
     # The scratch recipe's schedule, size and rates, every layer trained: what won by cross-validation.
     assert (
-        plan.config == replace(scratch.config, recipe="catalogue", neighbour_weight=0.0)
+        plan.config == replace(scratch.config, recipe="catalogue", neighbour_weight=plan.config.neighbour_weight)
+        and plan.config.neighbour_weight == default_train_config("cpu", recipe="catalogue").neighbour_weight
         and plan.config.trunk_lr_scale == 1.0
     )
     assert plan.model_config.frozen_when_pretrained == () and plan.model_config.image_size == 112
