@@ -173,5 +173,5 @@ def cutmix(x: torch.Tensor, partner: torch.Tensor, generator: torch.Generator) -
     top, left = max(cy - h // 2, 0), max(cx - w // 2, 0)
     bottom, right = min(top + h, side), min(left + w, side)
     mixed = x.clone()
-    mixed[:, :, top:bottom, left:right] = x[partner][:, :, top:bottom, left:right]
+    mixed[:, :, top:bottom, left:right] = x[partner, :, top:bottom, left:right]  # only the box is gathered
     return mixed, 1.0 - (bottom - top) * (right - left) / (side * side)

@@ -143,8 +143,12 @@ def test_pretrained_trunk_loads_with_its_source_and_beats_random_initialisation(
     assert plan.recipe == "catalogue" and plan.config.recipe == "catalogue"
     # The scratch recipe's schedule, size and rates, every layer trained: what won by cross-validation.
     assert (
-        plan.config == replace(scratch.config, recipe="catalogue", neighbour_weight=plan.config.neighbour_weight)
-        and plan.config.neighbour_weight == default_train_config("cpu", recipe="catalogue").neighbour_weight
+        plan.config
+        == replace(
+            scratch.config,
+            recipe="catalogue",
+            neighbour_weight=default_train_config("cpu", recipe="catalogue").neighbour_weight,
+        )
         and plan.config.trunk_lr_scale == 1.0
     )
     assert plan.model_config.frozen_when_pretrained == () and plan.model_config.image_size == 112
