@@ -14,7 +14,8 @@ configured tau, as the schedule was first cross-validated). The fold itself is t
 once by that checkpoint as the app serves it (no mirroring unless ``--flip``): with its own
 per-attribute taus and the heads alone ("in_run"), for comparison with each constant tau of
 ``TAUS`` for every attribute, and with its own taus and the vote of the most similar products of
-the training part served at each weight ("neighbours <alpha>", ``trainer.neighbours``). The
+the training part served at each weight ("neighbours <alpha>", ``trainer.neighbours``) and at
+the weight the run chose on its slice ("served"; the configured one without a slice). The
 out-of-fold predictions of all folds together give one score per choice over every photo of
 train.csv. A finished fold is kept in ``OUT/fold<i>``; a rerun with the same
 settings continues from there (other settings in the same OUT are refused).
@@ -51,6 +52,7 @@ from trainer.train import trunk_embeddings
 TAUS = (-0.5, -0.3, -0.2, -0.15, -0.1, 0.0, 0.1, 0.3, 0.5)
 IN_RUN = "in_run"
 NEIGHBOURS = "neighbours "  # + weight: the in-run taus with the training part's vote served at that weight
+SERVED = "served"  # the in-run taus and the vote at the weight the run chose (or its configured one)
 
 
 def taxonomy_of(data: Path) -> Taxonomy:
@@ -118,6 +120,7 @@ def rows_by_choice(
     own, own_weight = heads.head_logit_adjustment.clone(), float(heads.neighbour_weight)  # what the run chose
     settings = [(IN_RUN, None, 0.0), *((str(t), t, 0.0) for t in taus)]
     settings += [(f"{NEIGHBOURS}{a}", None, a) for a in ALPHAS]
+    settings += [(SERVED, None, own_weight)]
     out: dict[str, dict[str, dict[str, str]]] = {}
     for name, tau, weight in settings:
         heads.head_logit_adjustment.copy_(own)
@@ -180,6 +183,7 @@ def run_fold(
         "best_epoch": ckpt.metrics.get("epoch"),
         "curve": [round(h["val_score"], 4) for h in last["history"]],  # on the early-stopping slice
         "chosen_taus": ckpt.metrics.get("logit_adjustment"),
+        "chosen_vote": ckpt.metrics.get("neighbour_weight"),
         "score_by_choice": {c: round(score(test_set.examples, p, taxonomy).score, 4) for c, p in preds.items()},
         "predictions": preds,
     }
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         records.append(
             run_fold(i, train, folds[i], taxonomy, args.out, model_config, config, device, args.flip, plan.trunk)
         )
-    choices = [IN_RUN, *map(str, TAUS), *(f"{NEIGHBOURS}{a}" for a in ALPHAS)]
+    choices = [IN_RUN, *map(str, TAUS), *(f"{NEIGHBOURS}{a}" for a in ALPHAS), SERVED]
     choices = [c for c in choices if all(c in r["predictions"] for r in records)]  # folds of older runs
     predicted = {i for r in records for i in r["predictions"][IN_RUN]}  # photos that could be read
     scored = [e for f in folds for e in f if e.id in predicted]
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         report = score(scored, preds, taxonomy)
         pooled[choice] = round(report.score, 4)
         per_attribute[choice] = per_attribute_mean(report)
-    constants = [c for c in choices if c != IN_RUN and not c.startswith(NEIGHBOURS)]
+    constants = [c for c in choices if c not in (IN_RUN, SERVED) and not c.startswith(NEIGHBOURS)]
     best = max(constants, key=lambda t: (pooled[t], -abs(float(t))))
     summary = {
         "data": str(args.data),
@@ -327,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_fold_score": {c: [r["score_by_choice"][c] for r in records] for c in choices},
         "per_attribute": per_attribute,
         "chosen_taus_per_fold": [r["chosen_taus"] for r in records],
+        "chosen_vote_per_fold": [r.get("chosen_vote") for r in records],
     }
     emit(summary, args.json)
     return 0

@@ -158,6 +158,13 @@ class TrainConfig:
     # alone). The checkpoint keeps at most ``neighbour_memory`` of them (about 1 KB each for a
     # ResNet18, 4 KB for a ResNet50), drawn at random beyond that. 0.15: bench/RESULTS.md.
     neighbour_weight: float = 0.15
+    # ... chosen inside the run: after the taus, every weight of ``neighbour_grid`` (and
+    # ``neighbour_weight``) is served on the early-stopping slice and the one with the best
+    # competition metric is kept (a tie keeps the weight nearest ``neighbour_weight``); a slice of
+    # fewer than ``tau_min_labels`` products, a run without one, or an empty grid keeps
+    # ``neighbour_weight``. The vote's worth depends on the trunk and the data (it helped one
+    # catalogue trunk and lowered the next; bench/RESULTS.md), so no constant fits every run.
+    neighbour_grid: tuple[float, ...] = (0.0, 0.1, 0.15, 0.25, 0.4)
     neighbour_memory: int = 20_000
     # The trunk's learning rate is ``lr * trunk_lr_scale`` (the SE block and the heads get ``lr``):
     # below 1 for a pretrained trunk, whose features should move less than the fresh heads.
@@ -187,6 +194,8 @@ class TrainConfig:
             raise ValueError(f"trunk_lr_scale must be in (0, 1], got {self.trunk_lr_scale}")
         if not 0.0 <= self.neighbour_weight <= 1.0:
             raise ValueError(f"neighbour_weight must be in [0, 1], got {self.neighbour_weight}")
+        if any(not 0.0 <= w <= 1.0 for w in self.neighbour_grid):
+            raise ValueError(f"every weight of neighbour_grid must be in [0, 1], got {self.neighbour_grid}")
         if self.neighbour_memory < 0:
             raise ValueError(f"neighbour_memory must be at least 0, got {self.neighbour_memory}")
         if not 0.0 <= self.cutmix <= 1.0:

@@ -144,6 +144,7 @@ def train_full(
             "early_stop_examples": len(stop_set.examples),
             "held_out_examples": len(held),
             "logit_adjustment": result.checkpoint.metrics.get("logit_adjustment"),
+            "neighbour_weight": result.checkpoint.metrics.get("neighbour_weight"),
             "calibration": result.checkpoint.metrics.get("calibration", UNCALIBRATED),
             "neighbours": model.heads.neighbour_summary(),
         }

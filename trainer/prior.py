@@ -1,4 +1,5 @@
-"""The prior correction's strength chosen per attribute, inside the run, on the early-stopping slice.
+"""Choices made inside the run, on the early-stopping slice: the prior correction's strength per
+attribute, then the neighbours' vote's weight.
 
 ``HeadBank`` applies ``logit - tau * log prior`` at inference. One constant tau fits one data set
 (it was cross-validated on myntra-dev); here every attribute head gets the tau of ``tau_grid``
@@ -6,18 +7,24 @@ that scores best, by the competition's per-attribute metric (harmonic mean of mi
 macro-F1), on a slice of the *training* part. The caller passes that slice and nothing else: the
 held-out products judge the model at the gate and must not shape it. The metric is a mean of
 per-attribute scores, so choosing each attribute's tau on its own maximises the whole.
+
+The vote's weight (``TrainConfig.neighbour_grid``) is one number for the whole model, chosen
+after the taus on the same slice by the whole metric: per attribute, a slice of a few hundred
+products is too small for it (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from taxonomy import LabeledExample, Taxonomy, f1_scores, harmonic
 
 from .config import TrainConfig
+from .evaluation import predict_values, score
 from .heads import HeadBank, HeadOutputs
 from .labels import encode_labels
 
@@ -95,3 +102,38 @@ def choose_logit_adjustments(
     chosen = dict(zip(names, taus))
     logger.info("prior correction per attribute (fallback %.2f): %s", fallback, chosen)
     return chosen
+
+
+@torch.no_grad()
+def choose_neighbour_weight(
+    heads: HeadBank,
+    forward: Forward,
+    inputs: torch.Tensor,
+    examples: Sequence[LabeledExample],
+    *,
+    taxonomy: Taxonomy,
+    config: TrainConfig,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Serve the vote at the weight of ``config.neighbour_grid`` that scores best on ``examples``
+    (their photos or embeddings in ``inputs``; ``forward`` serves them through ``heads``, whose
+    memory and taus are set) and return {"weight": w, "scores": {w: score}} ("scores" empty where
+    nothing was chosen: ``config.neighbour_weight`` then stays)."""
+    fallback = float(config.neighbour_weight)
+    scores: dict[float, float] = {}
+    remembers = heads.memory_vectors.shape[0] > 0
+    if config.neighbour_grid and remembers and len(examples) >= config.tau_min_labels:
+        categories = encode_labels(examples, taxonomy).categories  # (n,)
+        was_training = heads.training
+        heads.eval()
+        try:
+            for weight in sorted({*config.neighbour_grid, fallback}):
+                heads.set_neighbour_weight(weight, balance=config.balancing)
+                rows = predict_values(forward, inputs, categories, taxonomy, batch_size=batch_size)
+                scores[weight] = score(examples, {e.id: r for e, r in zip(examples, rows)}, taxonomy).score
+        finally:
+            heads.train(was_training)
+    chosen = max(scores, key=lambda w: (scores[w], -abs(w - fallback))) if scores else fallback
+    heads.set_neighbour_weight(chosen, balance=config.balancing)
+    logger.info("neighbours' vote weight %.2f (fallback %.2f) on the slice: %s", chosen, fallback, scores)
+    return {"weight": chosen, "scores": {str(w): round(s, 4) for w, s in scores.items()}}

@@ -23,7 +23,7 @@ from .heads import HeadBank
 from .labels import EncodedLabels, encode_labels, head_counts
 from .model import TaxonomyNet, build_model
 from .preprocess import preprocess_for
-from .prior import choose_logit_adjustments
+from .prior import choose_logit_adjustments, choose_neighbour_weight
 from .recipe import plan_run
 from .runtime import intra_op_threads, resolve_device, resolve_precision, seed_everything
 from .train import CHECKPOINT_NAME, TrainResult, epoch_order, make_loss
@@ -242,7 +242,10 @@ def retrain_heads(
         chosen = choose_logit_adjustments(
             model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
         )
-        model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
+        # The vote's weight with those taus, on the same slice.
+        vote = choose_neighbour_weight(
+            model.heads, _raw_heads(model.heads, dev), stop_set.vectors, stop_part, taxonomy=taxonomy, config=config
+        )
         # Temperatures on what is served (the prior-corrected logits with the vote) of the same
         # slice; a warm start's own (its base's, fitted to other heads) are replaced, or reset to 1
         # when the slice is too small.
@@ -263,6 +266,7 @@ def retrain_heads(
             "early_stop_start": history[0]["val_score"] if warm and history and history[0]["epoch"] == 0 else None,
             "early_stop_best": max((h["val_score"] for h in history if "val_score" in h), default=None),
             "logit_adjustment": chosen,
+            "neighbour_weight": vote,
             "calibration": calibration,
             "neighbours": model.heads.neighbour_summary(),
         }

@@ -27,7 +27,7 @@ from .labels import EncodedLabels, encode_labels, head_counts
 from .losses import TaxonomyLoss, class_weights, sample_weights
 from .model import TaxonomyNet
 from .preprocess import Preprocess, augment, cutmix, same_category_partners, to_model_input
-from .prior import choose_logit_adjustments
+from .prior import choose_logit_adjustments, choose_neighbour_weight
 from .runtime import autocast, resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -448,6 +448,15 @@ def fit(
         )
     model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
     if val_set.examples:
+        # The vote's weight, with those taus, on the same slice.
+        choices["neighbour_weight"] = choose_neighbour_weight(
+            model.heads,
+            _served_logits(model, preprocess, device, dtype),
+            val_set.images,
+            val_set.examples,
+            taxonomy=taxonomy,
+            config=config,
+        )
         # The temperatures after the taus and the vote, on the same slice: they calibrate what is served.
         choices["calibration"] = calibrate_heads(
             model.heads,

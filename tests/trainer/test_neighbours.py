@@ -141,19 +141,20 @@ def test_bad_arguments_are_refused() -> None:
 
 
 def test_a_trained_checkpoint_serves_its_training_parts_vote(trained, gen_data, tmp_path) -> None:
-    """What ``train_full`` writes: the vote switched on at the configured weight, the predictor
-    serving it (its probabilities differ from the heads alone), and switching it off gives the
-    heads alone back."""
+    """What ``train_full`` writes: the vote switched on at the weight the run chose on its slice
+    (``test_vote_choice``; this seeded run's slice prefers a vote), the predictor serving it (its
+    probabilities differ from the heads alone), and switching it off gives the heads alone back."""
     ckpt = load_checkpoint(trained.checkpoint_path)
     state = ckpt.state_dict
-    assert TrainConfig().neighbour_weight > 0
-    assert float(state["heads.neighbour_weight"]) == pytest.approx(TrainConfig().neighbour_weight)
+    chosen = ckpt.metrics["neighbour_weight"]["weight"]
+    assert chosen > 0
+    assert float(state["heads.neighbour_weight"]) == pytest.approx(chosen)
     remembered = int(state["heads.memory_vectors"].shape[0])
     assert 0 < remembered < len(gen_data["train"]) - len(trained.held_out_ids)  # the early-stopping slice is not in it
     config = TrainConfig.from_dict(ckpt.train_config)
     assert config.balancing == pytest.approx(1.0)  # class weights 0.5 + sampler 0.5
     assert ckpt.metrics["neighbours"] == {
-        "weight": TrainConfig().neighbour_weight,
+        "weight": chosen,
         "balance": config.balancing,
         "remembered": remembered,
     }

@@ -102,10 +102,11 @@ def _spy(monkeypatch: pytest.MonkeyPatch, module) -> list[list[str]]:
 
 
 def _memory_size(checkpoint_path) -> int:
-    """How many products the checkpoint's neighbours' vote remembers (its weight must be on)."""
-    state = load_checkpoint(checkpoint_path).state_dict
-    assert float(state["heads.neighbour_weight"]) == pytest.approx(TrainConfig().neighbour_weight)
-    return int(state["heads.memory_vectors"].shape[0])
+    """How many products the checkpoint's neighbours' vote remembers (served at the weight its run chose)."""
+    ckpt = load_checkpoint(checkpoint_path)
+    chosen = ckpt.metrics["neighbour_weight"]["weight"]
+    assert float(ckpt.state_dict["heads.neighbour_weight"]) == pytest.approx(chosen)
+    return int(ckpt.state_dict["heads.memory_vectors"].shape[0])
 
 
 def _head_taus(checkpoint_path) -> list[float]:
