@@ -448,11 +448,13 @@ def fit(
         )
     model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
     if val_set.examples:
-        # The vote's weight, with those taus, on the same slice.
+        # The vote's weight, with those taus, on the same slice: the trunk runs once, each weight
+        # only reruns the heads on its features (what ``model`` does after its backbone).
+        features = trunk_embeddings(model, val_set.images, preprocess, device, dtype)  # (n, C)
         choices["neighbour_weight"] = choose_neighbour_weight(
             model.heads,
-            _served_logits(model, preprocess, device, dtype),
-            val_set.images,
+            lambda f, c: model.heads(f.to(device), c.to(device)),
+            features,
             val_set.examples,
             taxonomy=taxonomy,
             config=config,
