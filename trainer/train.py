@@ -339,7 +339,7 @@ def fit(
         logger.info("resumed from %s at epoch %d (best %.4f)", state_path, start_epoch, best_score)
     try:
         for epoch in range(start_epoch, config.epochs):
-            if bad_epochs >= config.patience:
+            if bad_epochs >= config.patience and not config.keep_last:
                 break
             t0 = time.perf_counter()
             order = dist.shard(epoch_order(labels, taxonomy, model.heads.head_index, config, generator))
@@ -390,9 +390,10 @@ def fit(
                 val_score,
                 history[-1]["seconds"],
             )
-            # With nothing held out the schedule is fixed in advance (epochs chosen on a held-out
-            # run), so the last epoch is the one kept, not the one with the lowest training loss.
-            if val_score > best_score or report is None:
+            # With nothing held out, or ``keep_last``, the schedule is fixed in advance (chosen by
+            # cross-validation), so the last epoch is the one kept, not the slice's best or the one
+            # with the lowest training loss.
+            if val_score > best_score or report is None or config.keep_last:
                 best_score, best_epoch, bad_epochs = val_score, epoch + 1, 0
                 metrics = {**(report.as_dict() if report else {}), "epoch": epoch + 1, "loss": loss}
                 if dist.is_main:

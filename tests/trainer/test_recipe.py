@@ -17,6 +17,7 @@ import torchvision
 
 from trainer import (
     PretrainedWeightsUnavailable,
+    TrainConfig,
     build_model,
     default_train_config,
     load_checkpoint,
@@ -212,3 +213,14 @@ def test_checkpoint_records_the_recipe(weights_file: Path, gen_data, gen_taxonom
         )
     ckpt = load_checkpoint(scratch.checkpoint_path)
     assert ckpt.recipe == "scratch" and ckpt.backbone_source == "random"
+
+
+def test_the_default_recipes_keep_the_last_epoch_of_their_schedule() -> None:
+    """Cross-validated as a fixed schedule: no early stop on the slice (``TrainConfig.keep_last``);
+    a fine-tune keeps the slice's best of its whole schedule, as the loop benchmark measured."""
+    for device in ("cpu", "cuda"):
+        for recipe in ("scratch", "catalogue", "pretrained"):
+            assert default_train_config(device, recipe=recipe).keep_last, (device, recipe)
+    tuned = finetune_config(default_train_config("cpu"))
+    assert not tuned.keep_last and tuned.patience > tuned.epochs
+    assert not TrainConfig().keep_last  # a custom config stops early as configured

@@ -80,3 +80,26 @@ def test_empty_or_unlabelled_training_set_is_refused(gen_taxonomy, tmp_path) -> 
     blank = [LabeledExample("x", "tee", {"color": None}, image_path=None)]
     with pytest.raises(DataError, match="labelled attribute"):
         train_full(blank, taxonomy=gen_taxonomy, out_dir=tmp_path)
+
+
+def test_keep_last_runs_the_whole_schedule_and_keeps_its_last_epoch(
+    gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path
+) -> None:
+    """The default recipes' way (``TrainConfig.keep_last``): an early-stopping slice whose score
+    stops improving (a learning rate too small to change a prediction) ends a run after
+    ``patience`` epochs and keeps its first epoch; with ``keep_last`` the schedule runs to its end
+    and the model served is the last epoch's, while the slice still draws the curve."""
+    few = gen_data["train"][:60]
+    config = replace(tiny_train, epochs=4, batch_size=16, lr=1e-12, patience=1)
+    kwargs = {"taxonomy": gen_taxonomy, "model_config": tiny_model, "device": "cpu", "seed": 0}
+    stopped = train_full(few, out_dir=tmp_path / "stopped", config=config, **kwargs)
+    assert stopped.metrics["epoch"] == 1
+    assert len(torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)["history"]) == 2
+
+    whole = train_full(few, out_dir=tmp_path / "whole", config=replace(config, keep_last=True), **kwargs)
+    last = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    assert whole.metrics["epoch"] == 4 and [h["epoch"] for h in last["history"]] == [1, 2, 3, 4]
+    assert all(h["val_score"] >= 0 for h in last["history"])  # the slice judged every epoch
+    kept = load_checkpoint(whole.checkpoint_path).state_dict
+    trunk = [k for k in last["model"] if k.startswith("backbone.") and "running" in k]
+    assert trunk and all(torch.equal(kept[k], last["model"][k]) for k in trunk)
