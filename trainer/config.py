@@ -164,7 +164,8 @@ class TrainConfig:
     # The neighbours' vote (``trainer.neighbours``): the served probabilities are
     # ``(1 - w) * heads + w * vote`` of the most similar labelled training products (0: the heads
     # alone). The checkpoint keeps at most ``neighbour_memory`` of them (about 1 KB each for a
-    # ResNet18, 4 KB for a ResNet50), drawn at random beyond that. 0.15: bench/RESULTS.md.
+    # ResNet18, 4 KB for a ResNet50), drawn at random beyond that. 0.15 (bench/RESULTS.md) is
+    # served where the run has no slice to choose on (below).
     neighbour_weight: float = 0.15
     # ... chosen inside the run: after the taus, every weight of ``neighbour_grid`` (and
     # ``neighbour_weight``) is served on the early-stopping slice and the one with the best

@@ -10,8 +10,9 @@ head's own prior correction: the heads learnt as if every value were equally com
 counts labels as they come) and serves ``(1 - w) * heads + w * vote``
 (``TrainConfig.neighbour_weight``). A category without such products keeps the heads' probabilities.
 
-w chosen by 3-fold cross-validation on the train.csv of both dev sets (``bench/cv.py``):
-bench/RESULTS.md.
+w is chosen inside each run on its early-stopping slice (``prior.choose_neighbour_weight``); a
+run without one serves 0.15, chosen by 3-fold cross-validation on the train.csv of both dev sets
+(``bench/cv.py``; bench/RESULTS.md).
 """
 
 from __future__ import annotations
