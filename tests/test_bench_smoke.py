@@ -20,6 +20,7 @@ SMOKE = {
     "import_labels.py": ["--limit", "500"],
     "train_myntra.py": ["--smoke"],
     "cv.py": ["--smoke"],
+    "cv_average.py": ["--smoke"],
     "retrain_speed.py": ["--smoke"],
     "suggest_latency.py": ["--smoke"],
     "embed_throughput.py": ["--smoke"],
