@@ -140,9 +140,7 @@ def _served_fields(
     labels = encode_labels(examples, taxonomy)
     logps: list[list[torch.Tensor]] = [[] for _ in heads.attribute_heads]
     truths: list[list[torch.Tensor]] = [[] for _ in heads.attribute_heads]
-    was_training = heads.training
-    heads.eval()  # the prior correction on, dropout off: the logits the app serves
-    try:
+    with heads.serving():  # the prior correction on, dropout off: the logits the app serves
         for start in range(0, len(examples), batch_size):
             end = start + batch_size
             for h in forward(inputs[start:end], labels.categories[start:end]).attributes:
@@ -150,8 +148,6 @@ def _served_fields(
                 known = truth >= 0
                 logps[h.head].append(h.logits.float().cpu().log_softmax(dim=1)[known])  # (k, V)
                 truths[h.head].append(truth[known])  # (k,)
-    finally:
-        heads.train(was_training)
     empty = torch.zeros(0, dtype=torch.int64)
     return (
         [torch.cat(x) if x else torch.zeros(0, len(v)) for x, v in zip(logps, _value_lists(taxonomy))],

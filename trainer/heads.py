@@ -3,6 +3,8 @@ that predicts the category itself so the app can prefill it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +185,17 @@ class HeadBank(nn.Module):
         self.memory_targets = labels.targets.to(device, torch.int32)
 
     @torch.no_grad()
+    @contextmanager
+    def serving(self) -> Iterator[HeadBank]:
+        """The bank in eval mode for a block (dropout off; the prior correction and the vote as the
+        app serves them), its training mode restored afterwards, as choices on a slice need it."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
+
     def forget(self) -> None:
         """An empty memory (a fine-tune starts without its base's: the run fills its own)."""
         self.memory_vectors = self.memory_vectors[:0].clone()

@@ -74,18 +74,14 @@ def choose_logit_adjustments(
         labels = encode_labels(examples, taxonomy)
         logits: list[list[torch.Tensor]] = [[] for _ in taus]
         rows: list[list[torch.Tensor]] = [[] for _ in taus]
-        was_training = heads.training
-        heads.eval()
         heads.set_logit_adjustment(0.0)  # raw logits; every tau is applied below
-        try:
+        with heads.serving():
             for start in range(0, len(examples), batch_size):
                 cats = labels.categories[start : start + batch_size]  # (b,)
                 out = forward(inputs[start : start + batch_size], cats)
                 for h in out.attributes:
                     logits[h.head].append(h.logits.float().cpu())  # (n, V)
                     rows[h.head].append(h.rows.cpu() + start)  # (n,)
-        finally:
-            heads.train(was_training)
         candidates = sorted({*config.tau_grid, fallback})
         for row in heads.head_index:
             for j, h in enumerate(row):
@@ -124,15 +120,11 @@ def choose_neighbour_weight(
     remembers = heads.memory_vectors.shape[0] > 0
     if config.neighbour_grid and remembers and len(examples) >= config.tau_min_labels:
         categories = encode_labels(examples, taxonomy).categories  # (n,)
-        was_training = heads.training
-        heads.eval()
-        try:
+        with heads.serving():
             for weight in sorted({*config.neighbour_grid, fallback}):
                 heads.set_neighbour_weight(weight, balance=config.balancing)
                 rows = predict_values(forward, inputs, categories, taxonomy, batch_size=batch_size)
                 scores[weight] = score(examples, {e.id: r for e, r in zip(examples, rows)}, taxonomy).score
-        finally:
-            heads.train(was_training)
     chosen = max(scores, key=lambda w: (scores[w], -abs(w - fallback))) if scores else fallback
     heads.set_neighbour_weight(chosen, balance=config.balancing)
     logger.info("neighbours' vote weight %.2f (fallback %.2f) on the slice: %s", chosen, fallback, scores)

@@ -164,14 +164,15 @@ def image_forward(
     return forward
 
 
-def _served_logits(
-    model: TaxonomyNet, preprocess: Preprocess, device: torch.device, dtype: torch.dtype | None
+def _served_heads(
+    model: TaxonomyNet, device: torch.device, dtype: torch.dtype | None
 ) -> Callable[[torch.Tensor, torch.Tensor], HeadOutputs]:
-    """uint8 batches -> the heads' logits, without mirroring (as the app serves)."""
+    """Trunk features (b, C) -> the heads' logits, as ``model`` computes them after its backbone
+    (the app serves without mirroring)."""
 
-    def forward(raw: torch.Tensor, cats: torch.Tensor) -> HeadOutputs:
+    def forward(features: torch.Tensor, cats: torch.Tensor) -> HeadOutputs:
         with autocast(device, dtype):
-            return model(to_model_input(raw.to(device), preprocess), cats.to(device))
+            return model.heads(features.to(device), cats.to(device))
 
     return forward
 
@@ -339,7 +340,7 @@ def fit(
         logger.info("resumed from %s at epoch %d (best %.4f)", state_path, start_epoch, best_score)
     try:
         for epoch in range(start_epoch, config.epochs):
-            if bad_epochs >= config.patience and not config.keep_last:
+            if bad_epochs >= config.patience:  # never under ``keep_last``: every epoch is kept below
                 break
             t0 = time.perf_counter()
             order = dist.shard(epoch_order(labels, taxonomy, model.heads.head_index, config, generator))
@@ -437,39 +438,25 @@ def fit(
     model.heads.set_neighbour_weight(0.0)  # the taus are chosen for the heads alone, as cross-validated
     choices: dict[str, Any] = {}
     if val_set.examples:
-        # The prior correction per attribute, on the same slice of the training part as the epoch.
-        model.eval()
-        choices["logit_adjustment"] = choose_logit_adjustments(
-            model.heads,
-            _served_logits(model, preprocess, device, dtype),
-            val_set.images,
-            val_set.examples,
-            taxonomy=taxonomy,
-            config=config,
-        )
-    model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
-    if val_set.examples:
-        # The vote's weight, with those taus, on the same slice: the trunk runs once, each weight
-        # only reruns the heads on its features (what ``model`` does after its backbone).
+        # The run's choices on the same slice of the training part as the epochs: the trunk runs
+        # over it once, and each choice reruns only the heads on its features. First the prior
+        # correction per attribute, then the vote's weight with those taus, then the temperatures
+        # of what is served (after the taus and the vote).
         features = trunk_embeddings(model, val_set.images, preprocess, device, dtype)  # (n, C)
+        served = _served_heads(model, device, dtype)
+        slice_examples = val_set.examples
+        choices["logit_adjustment"] = choose_logit_adjustments(
+            model.heads, served, features, slice_examples, taxonomy=taxonomy, config=config
+        )
         choices["neighbour_weight"] = choose_neighbour_weight(
-            model.heads,
-            lambda f, c: model.heads(f.to(device), c.to(device)),
-            features,
-            val_set.examples,
-            taxonomy=taxonomy,
-            config=config,
+            model.heads, served, features, slice_examples, taxonomy=taxonomy, config=config
         )
-        # The temperatures after the taus and the vote, on the same slice: they calibrate what is served.
         choices["calibration"] = calibrate_heads(
-            model.heads,
-            _served_logits(model, preprocess, device, dtype),
-            val_set.images,
-            val_set.examples,
-            taxonomy=taxonomy,
-            config=config,
+            model.heads, served, features, slice_examples, taxonomy=taxonomy, config=config
         )
-        dist.sync_buffers(model)  # rank 0's taus and temperatures (buffers) everywhere
+        dist.sync_buffers(model)  # rank 0's taus, weight and temperatures (buffers) everywhere
+    else:
+        model.heads.set_neighbour_weight(config.neighbour_weight, balance=config.balancing)
     if dist.is_main:
         metrics = {**best_ckpt.metrics, **choices, "neighbours": model.heads.neighbour_summary()}
         best_ckpt = save(metrics, best_ckpt.version_id)
