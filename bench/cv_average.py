@@ -65,11 +65,11 @@ def averaging_train_full(real):
                 counts[n] = counts.get(n, 0) + 1
 
         result = real(examples, out_dir=out_dir, config=config, progress=on_epoch, **kwargs)
+        ref = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)["model"] if sums else {}
         for n, acc in sums.items():
             if counts[n] != n:
                 logging.warning("window %d: %d epochs seen (a resumed fold); not saved", n, counts[n])
                 continue
-            ref = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)["model"]
             mean = {k: (v / n).to(ref[k].dtype) for k, v in acc.items()}
             torch.save({"epochs": n, "model": mean}, out_dir / f"avg{n}.pt")
         return result
@@ -114,7 +114,8 @@ def rescore(out: Path, data: Path, folds_k: int, seed: int, flip: bool, limit: i
     examples = examples[:limit]
     folds = cv.folds_of(examples, folds_k, seed)
     device = torch.device("cpu")
-    preds: dict[str, dict[str, dict[str, str]]] = {}
+    preds: dict[str, dict[str, dict[str, str]]] = {}  # "avg<N> bn-<mode> <choice>" -> id -> values
+    fold_scores: dict[str, list[float]] = {}  # the same keys -> the score of each fold
     tested: list[LabeledExample] = []
     for i in range(folds_k):
         fold_dir = out / f"fold{i}"
@@ -124,6 +125,7 @@ def rescore(out: Path, data: Path, folds_k: int, seed: int, flip: bool, limit: i
         train_set = load_images(train, ckpt.preprocess)
         tested += test_set.examples
         balancing = TrainConfig.from_dict(ckpt.train_config).balancing
+        train_labels = encode_labels(train_set.examples, taxonomy)
         for n in WINDOWS:
             path = fold_dir / f"avg{n}.pt"
             if not path.is_file():
@@ -137,7 +139,7 @@ def rescore(out: Path, data: Path, folds_k: int, seed: int, flip: bool, limit: i
                 model.eval()
                 weight = float(model.heads.neighbour_weight)
                 vectors = trunk_embeddings(model, train_set.images, ckpt.preprocess, device)
-                model.heads.set_memory(vectors, encode_labels(train_set.examples, taxonomy))
+                model.heads.set_memory(vectors, train_labels)
                 model.heads.set_neighbour_weight(weight, balance=balancing)
                 rows = cv.rows_by_choice(model, test_set.examples, test_set.images, ckpt.preprocess, (), flip, device)
                 for choice, by_id in rows.items():
@@ -145,16 +147,12 @@ def rescore(out: Path, data: Path, folds_k: int, seed: int, flip: bool, limit: i
                     preds.setdefault(key, {}).update(by_id)
                     fold_score = score(test_set.examples, by_id, taxonomy).score
                     logging.info("fold %d %s: %.4f", i, key, fold_score)
-                    preds.setdefault(f"{key} #fold{i}", {})["score"] = f"{fold_score:.4f}"
-    summary = {}
-    for key, by_id in preds.items():
-        if "#fold" in key:
-            continue
-        folds_scores = [float(preds[f"{key} #fold{i}"]["score"]) for i in range(folds_k) if f"{key} #fold{i}" in preds]
-        if len(by_id) != len(tested):
-            continue
-        summary[key] = {"pooled": round(score(tested, by_id, taxonomy).score, 4), "folds": folds_scores}
-    return summary
+                    fold_scores.setdefault(key, []).append(round(fold_score, 4))
+    return {  # pooled over every fold, for the means that every fold has
+        key: {"pooled": round(score(tested, by_id, taxonomy).score, 4), "folds": fold_scores[key]}
+        for key, by_id in preds.items()
+        if len(by_id) == len(tested)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,3 +152,17 @@ def tiny_train() -> TrainConfig:
 @pytest.fixture
 def tiny_model() -> ModelConfig:
     return replace(TINY_MODEL)
+
+
+def spy_on(monkeypatch: pytest.MonkeyPatch, module, name: str) -> list[list[str]]:
+    """Record the ids of the examples each real call of ``module.<name>`` is given: a choice made
+    on a slice (``choose_logit_adjustments``, ``choose_neighbour_weight``) as ``module`` calls it."""
+    seen: list[list[str]] = []
+    real = getattr(module, name)
+
+    def spy(heads, forward, inputs, examples, **kwargs):
+        seen.append([e.id for e in examples])
+        return real(heads, forward, inputs, examples, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return seen

@@ -27,6 +27,8 @@ from trainer.data import EARLY_STOP_SALT
 from trainer.heads import HeadBank
 from trainer.prior import choose_logit_adjustments
 
+from .conftest import spy_on
+
 
 def _skewed_case() -> tuple[HeadBank, torch.Tensor, list[LabeledExample], Taxonomy]:
     """A head whose logits are the features (identity head): 90 "round" and 10 "vee" necks, the
@@ -88,19 +90,6 @@ def test_the_choice_favours_a_rare_value_where_the_metric_asks_for_it() -> None:
     assert set(off.values()) == {-0.15} and heads.head_logit_adjustment.tolist() == pytest.approx([-0.15] * 2)
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, module) -> list[list[str]]:
-    """Record the ids each real call of ``choose_logit_adjustments`` in ``module`` is given."""
-    seen: list[list[str]] = []
-    real = module.choose_logit_adjustments
-
-    def spy(heads, forward, inputs, examples, **kwargs):
-        seen.append([e.id for e in examples])
-        return real(heads, forward, inputs, examples, **kwargs)
-
-    monkeypatch.setattr(module, "choose_logit_adjustments", spy)
-    return seen
-
-
 def _memory_size(checkpoint_path) -> int:
     """How many products the checkpoint's neighbours' vote remembers (served at the weight its run chose)."""
     ckpt = load_checkpoint(checkpoint_path)
@@ -118,7 +107,7 @@ def test_full_and_heads_runs_choose_on_the_early_stopping_slice_only(
 ) -> None:
     examples = gen_data["train"][:100]
     config = replace(tiny_train, epochs=2, tau_min_labels=3, heads_epochs=3, heads_min_steps=10)
-    seen = _spy(monkeypatch, trainer.train)
+    seen = spy_on(monkeypatch, trainer.train, "choose_logit_adjustments")
     full = train_full(
         examples, taxonomy=gen_taxonomy, out_dir=tmp_path / "full", config=config, model_config=tiny_model, device="cpu"
     )
@@ -137,7 +126,7 @@ def test_full_and_heads_runs_choose_on_the_early_stopping_slice_only(
     served = Predictor.load(full.checkpoint_path).model.heads.head_logit_adjustment.tolist()
     assert served == pytest.approx([chosen[n] for n in names])
 
-    seen = _spy(monkeypatch, trainer.retrain)
+    seen = spy_on(monkeypatch, trainer.retrain, "choose_logit_adjustments")
     heads = retrain_heads(
         examples,
         taxonomy=gen_taxonomy,

@@ -18,6 +18,8 @@ from trainer.heads import HeadBank
 from trainer.labels import encode_labels
 from trainer.prior import choose_neighbour_weight
 
+from .conftest import spy_on
+
 COLOURS = ("black", "white", "teal")
 TAXONOMY = Taxonomy(categories=(Category("tee", (Attribute("colour", COLOURS),)),))
 CONFIG = TrainConfig(neighbour_weight=0.15, neighbour_grid=(0.0, 0.1, 0.15, 0.25, 0.4), tau_min_labels=20)
@@ -97,25 +99,12 @@ def test_a_bad_grid_is_refused() -> None:
         TrainConfig(neighbour_grid=(0.0, 1.5))
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, module) -> list[list[str]]:
-    """Record the ids each real call of ``choose_neighbour_weight`` in ``module`` is given."""
-    seen: list[list[str]] = []
-    real = module.choose_neighbour_weight
-
-    def spy(heads, forward, inputs, examples, **kwargs):
-        seen.append([e.id for e in examples])
-        return real(heads, forward, inputs, examples, **kwargs)
-
-    monkeypatch.setattr(module, "choose_neighbour_weight", spy)
-    return seen
-
-
 def test_full_and_heads_runs_choose_the_weight_on_the_slice_and_keep_it(
     gen_data, gen_taxonomy, tiny_model, tiny_train, tmp_path, monkeypatch
 ) -> None:
     examples = gen_data["train"][:100]
     config = replace(tiny_train, epochs=2, tau_min_labels=3, heads_epochs=3, heads_min_steps=10)
-    seen = _spy(monkeypatch, trainer.train)
+    seen = spy_on(monkeypatch, trainer.train, "choose_neighbour_weight")
     full = train_full(
         examples, taxonomy=gen_taxonomy, out_dir=tmp_path / "full", config=config, model_config=tiny_model, device="cpu"
     )
@@ -132,7 +121,7 @@ def test_full_and_heads_runs_choose_the_weight_on_the_slice_and_keep_it(
     served = Predictor.load(full.checkpoint_path).model.heads
     assert float(served.neighbour_weight) == pytest.approx(vote["weight"])
 
-    seen = _spy(monkeypatch, trainer.retrain)
+    seen = spy_on(monkeypatch, trainer.retrain, "choose_neighbour_weight")
     heads = retrain_heads(
         examples,
         taxonomy=gen_taxonomy,
