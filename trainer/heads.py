@@ -288,9 +288,17 @@ class HeadBank(nn.Module):
         probs = (1.0 - weight) * logits.float().softmax(dim=1) + weight * voted  # (n, V)
         return probs.clamp(min=1e-12).log().to(logits.dtype)  # (n, V)
 
+    def standardized(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, C) as the heads read them (``standardize_from``)."""
+        return (features - self.feature_mean) * self.feature_scale  # (B, C)
+
+    def category_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The category head's logits (B, K) for pooled features (B, C)."""
+        return self.category_head(self.dropout(self.standardized(features)))  # (B, K)
+
     def forward(self, features: torch.Tensor, categories: torch.Tensor | None = None) -> HeadOutputs:
         """Pooled features (B, C); ``categories`` (B,) routes each row, else the predicted category."""
-        x = self.dropout((features - self.feature_mean) * self.feature_scale)  # (B, C)
+        x = self.dropout(self.standardized(features))  # (B, C)
         category_logits = self.category_head(x)  # (B, K)
         routing = categories if categories is not None else category_logits.argmax(dim=1)  # (B,)
         # The vote is served, never trained on: in training mode the heads learn alone.

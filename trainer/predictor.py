@@ -182,7 +182,7 @@ class Predictor:
             features = torch.stack([features, self._backbone(x.flip(3))])  # (2, b, C)
         else:
             features = features.unsqueeze(0)  # (1, b, C)
-        cat_probs = sum(self.model.heads.category_head(f).softmax(dim=1) for f in features) / len(features)  # (b, K)
+        cat_probs = sum(self.model.heads.category_logits(f).softmax(dim=1) for f in features) / len(features)  # (b, K)
         given = given.to(self.device)
         routing = torch.where(given >= 0, given, cat_probs.argmax(dim=1))  # (b,)
         probs = to_probabilities(self.model.heads(features[0], routing))

@@ -6,10 +6,11 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 from PIL import Image
 
-from taxonomy import ImageError, ProductPrediction, UnknownCategoryError
-from trainer import Predictor
+from taxonomy import Attribute, Category, ImageError, ProductPrediction, Taxonomy, UnknownCategoryError
+from trainer import Predictor, retrain_heads
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,37 @@ def test_batches_and_threads_agree_with_one_by_one(predictor, gen_data) -> None:
         results = list(pool.map(lambda i: predictor.predict(photos[i : i + 4]), [0, 4, 8, 0, 4, 8]))
     for i, res in zip([0, 4, 8, 0, 4, 8], results):
         assert [r.labels for r in res] == [t.labels for t in together[i : i + 4]]
+
+
+def test_a_heads_only_retrain_suggests_the_category_its_heads_learnt(
+    trained, gen_data, gen_taxonomy, tiny_train, tmp_path
+):
+    """After a value is added to the taxonomy, a heads-only retrain trains new heads on the base's
+    trunk, on standardised features; the category the predictor suggests must be read from the
+    standardised features too, as the heads learnt it."""
+    grown = Taxonomy(
+        categories=tuple(
+            Category(
+                c.name,
+                tuple(
+                    Attribute(a.name, (*a.values, "purple") if a.name == "color" else a.values) for a in c.attributes
+                ),
+            )
+            for c in gen_taxonomy.categories
+        )
+    )
+    result = retrain_heads(
+        gen_data["train"],
+        taxonomy=grown,
+        base_checkpoint=trained.checkpoint_path,
+        out_dir=tmp_path / "v2",
+        cache_dir=tmp_path / "cache",
+        config=tiny_train,
+    )
+    predictor = Predictor.load(result.checkpoint_path, device="cpu")
+    heads = predictor.model.heads
+    assert not torch.allclose(heads.feature_scale, torch.ones_like(heads.feature_scale))  # standardised
+    examples = gen_data["test"]
+    preds = predictor.predict([e.image_path for e in examples])
+    right = sum(p.category == e.category for p, e in zip(preds, examples, strict=True))
+    assert right >= 0.9 * len(examples), f"{right} of {len(examples)} categories right"
