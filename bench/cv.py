@@ -52,6 +52,7 @@ from trainer.train import trunk_embeddings
 TAUS = (-0.5, -0.3, -0.2, -0.15, -0.1, 0.0, 0.1, 0.3, 0.5)
 IN_RUN = "in_run"
 NEIGHBOURS = "neighbours "  # + weight: the in-run taus with the training part's vote served at that weight
+SMOKE_PHOTOS = 160  # --smoke: the first photos of train.csv, in 2 folds
 SERVED = "served"  # the in-run taus and the vote at the weight the run chose (or its configured one)
 
 
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, precision="fp32")
     k = args.folds
     if args.smoke:
-        examples, k = examples[:160], 2
+        examples, k = examples[:SMOKE_PHOTOS], 2
         model_config = replace(model_config, image_size=64)
         config = replace(config, epochs=1, tau_min_labels=5)
     model_over = {"image_size": args.image_size, "crop": args.crop, "colour_bins": args.colour_bins}

@@ -21,6 +21,7 @@ SMOKE = {
     "train_myntra.py": ["--smoke"],
     "cv.py": ["--smoke"],
     "cv_average.py": ["--smoke"],
+    "cv_taus.py": ["--smoke"],
     "retrain_speed.py": ["--smoke"],
     "suggest_latency.py": ["--smoke"],
     "embed_throughput.py": ["--smoke"],

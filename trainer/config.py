@@ -49,6 +49,8 @@ CATALOGUE_SOURCE = "pretrained: catalogue "
 # "center" crops the middle square, "squash" stretches the photo to a square.
 Crop = Literal["pad", "top", "center", "squash"]
 CROPS = ("pad", "top", "center", "squash")
+# What one prior correction (tau) is chosen for on the slice (``TrainConfig.tau_scope``).
+TAU_SCOPES = ("attribute", "name", "model")
 # Where an ImageNet-pretrained torchvision ResNet was trained (its weights' transforms crop 224).
 PRETRAINED_IMAGE_SIZE = 224
 
@@ -161,6 +163,17 @@ class TrainConfig:
     # turns the choice off.
     tau_grid: tuple[float, ...] = (-0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     tau_min_labels: int = 20
+    # What one tau is chosen for (``prior.TAU_SCOPES``): "attribute", each (category, attribute)
+    # head on its own labels in the slice; "name", each attribute name, shared by the categories
+    # that have it; "model", one tau for every head, by the whole metric. A group with fewer than
+    # ``tau_min_labels`` labelled rows in the slice keeps ``logit_adjustment``.
+    tau_scope: str = "attribute"
+    # ... and a group's best tau replaces ``logit_adjustment`` only where it also beats it in at
+    # least this share of bootstrap resamples of the slice (``prior.group_tau``); 0: always. On the
+    # app's slices (180 / 70 products) the best tau of eleven was mostly chance: taken as it was, it
+    # scored 0.017 / 0.007 below the constant out of fold (myntra-dev / flixstock-dev), at 0.95
+    # -0.001 / +0.007 (bench/RESULTS.md, ``bench/cv_taus.py``).
+    tau_confidence: float = 0.95
     # The neighbours' vote (``trainer.neighbours``): the served probabilities are
     # ``(1 - w) * heads + w * vote`` of the most similar labelled training products (0: the heads
     # alone). The checkpoint keeps at most ``neighbour_memory`` of them (about 1 KB each for a
@@ -211,6 +224,10 @@ class TrainConfig:
             raise ValueError(f"cutmix must be in [0, 1] (a share of the batches), got {self.cutmix}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if not 0.0 <= self.tau_confidence <= 1.0:
+            raise ValueError(f"tau_confidence must be in [0, 1], got {self.tau_confidence}")
+        if self.tau_scope not in TAU_SCOPES:
+            raise ValueError(f"tau_scope must be one of {', '.join(TAU_SCOPES)}, got {self.tau_scope!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -40,14 +40,61 @@ def attribute_score(truth: torch.Tensor, predicted: torch.Tensor) -> float:
     return harmonic(micro, macro)
 
 
-def best_tau(
-    logits: torch.Tensor, truth: torch.Tensor, log_prior: torch.Tensor, candidates: Sequence[float], fallback: float
-) -> tuple[float, float]:
-    """(tau, score): the candidate whose corrected logits (n, V) score best against ``truth`` (n,);
-    a tie goes to the candidate nearest ``fallback`` (the configured constant)."""
-    scored = [(attribute_score(truth, (logits - tau * log_prior).argmax(dim=1)), tau) for tau in candidates]
-    score, tau = max(scored, key=lambda st: (st[0], -abs(st[1] - fallback)))
-    return tau, score
+def resampled_scores(truth: torch.Tensor, predicted: torch.Tensor, counts: torch.Tensor, n_values: int) -> torch.Tensor:
+    """The competition's score of one attribute (as ``attribute_score``) on each of B resamples of
+    its rows: ``counts`` (B, n) says how often each row of ``truth`` / ``predicted`` (n,) is drawn."""
+    counts = counts.float()
+    truth_1h = torch.nn.functional.one_hot(truth, n_values).float()  # (n, V)
+    pred_1h = torch.nn.functional.one_hot(predicted, n_values).float()  # (n, V)
+    tp = counts @ (truth_1h * pred_1h)  # (B, V)
+    n_true, n_pred = counts @ truth_1h, counts @ pred_1h  # (B, V)
+    present = (n_true + n_pred) > 0  # (B, V): the values either side names
+    per_value = torch.where(present, 2 * tp / (n_true + n_pred).clamp(min=1e-12), torch.zeros_like(tp))
+    macro = per_value.sum(dim=1) / present.sum(dim=1).clamp(min=1)  # (B,)
+    micro = tp.sum(dim=1) / counts.sum(dim=1).clamp(min=1)  # (B,)
+    return torch.where(micro + macro > 0, 2 * micro * macro / (micro + macro).clamp(min=1e-12), torch.zeros_like(micro))
+
+
+Member = tuple[int, torch.Tensor, torch.Tensor]  # attribute head, its logits (n, V), the truth (n,)
+
+
+def group_tau(
+    members: Sequence[Member],
+    heads: HeadBank,
+    candidates: Sequence[float],
+    fallback: float,
+    *,
+    confidence: float = 0.0,
+    rounds: int = 200,
+    generator: torch.Generator | None = None,
+) -> tuple[float, dict[str, float]]:
+    """(tau, evidence): the candidate whose corrected logits give ``members`` the best sum of their
+    attribute scores (the metric is their mean; a tie goes to the candidate nearest ``fallback``).
+
+    With ``confidence`` > 0 it is kept only if it also beats ``fallback`` in at least that share of
+    ``rounds`` bootstrap resamples of the slice's rows (each member's rows drawn with replacement):
+    on a slice of a few hundred products the best of eleven taus is often best by chance alone, and
+    then the configured constant, cross-validated on whole training sets, is the better bet.
+    ``evidence`` records the slice's gain over the fallback and the share of resamples it held in."""
+    corrected = {
+        tau: [(z - tau * heads.log_prior(h).cpu()).argmax(dim=1) for h, z, _ in members] for tau in candidates
+    }  # tau -> predictions (n,) per member
+    totals = {
+        tau: sum(attribute_score(truth, p) for (_, _, truth), p in zip(members, preds, strict=True))
+        for tau, preds in corrected.items()
+    }
+    best = max(candidates, key=lambda tau: (totals[tau], -abs(tau - fallback)))
+    evidence = {"gain": round((totals[best] - totals.get(fallback, totals[best])) / len(members), 4), "held": 1.0}
+    if confidence <= 0 or best == fallback or fallback not in corrected:
+        return best, evidence
+    wins = torch.zeros(rounds)
+    for (_, z, truth), mine, theirs in zip(members, corrected[best], corrected[fallback], strict=True):
+        n = len(truth)
+        draws = torch.randint(n, (rounds, n), generator=generator)  # (B, n)
+        counts = torch.zeros(rounds, n).scatter_add_(1, draws, torch.ones(rounds, n))  # (B, n)
+        wins += resampled_scores(truth, mine, counts, z.shape[1]) - resampled_scores(truth, theirs, counts, z.shape[1])
+    evidence["held"] = round(float((wins > 0).float().mean()), 4)
+    return (best if evidence["held"] >= confidence else fallback), evidence
 
 
 @torch.no_grad()
@@ -83,16 +130,35 @@ def choose_logit_adjustments(
                     logits[h.head].append(h.logits.float().cpu())  # (n, V)
                     rows[h.head].append(h.rows.cpu() + start)  # (n,)
         candidates = sorted({*config.tau_grid, fallback})
-        for row in heads.head_index:
-            for j, h in enumerate(row):
+        generator = torch.Generator().manual_seed(config.seed)  # the bootstrap's resamples
+        # Every head's labelled rows in the slice: (head, logits (n, V), truth (n,)).
+        seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        groups: dict[str, list[int]] = {}  # scope's key -> positions in ``seen``
+        for cat, row in zip(taxonomy.categories, heads.head_index, strict=True):
+            for j, (attr, h) in enumerate(zip(cat.attributes, row, strict=True)):
                 if not rows[h] or int(heads.trained_labels[h]) <= 0:
                     continue
                 z, r = torch.cat(logits[h]), torch.cat(rows[h])  # (n, V), (n,)
                 truth = labels.targets.index_select(0, r)[:, j]  # (n,)
                 known = truth >= 0
-                if int(known.sum()) < config.tau_min_labels:
+                if not bool(known.any()):
                     continue
-                taus[h], _ = best_tau(z[known], truth[known], heads.log_prior(h).cpu(), candidates, fallback)
+                key = {"attribute": f"{cat.name}/{attr.name}", "name": attr.name}.get(config.tau_scope, "")
+                groups.setdefault(key, []).append(len(seen))
+                seen.append((h, z[known], truth[known]))
+        for members in groups.values():
+            if sum(len(seen[m][2]) for m in members) < config.tau_min_labels:
+                continue
+            tau, _ = group_tau(
+                [seen[m] for m in members],
+                heads,
+                candidates,
+                fallback,
+                confidence=config.tau_confidence,
+                generator=generator,
+            )
+            for m in members:
+                taus[seen[m][0]] = tau
     heads.set_logit_adjustment(fallback)
     heads.set_head_logit_adjustments(taus)
     chosen = dict(zip(names, taus))

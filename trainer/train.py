@@ -164,7 +164,7 @@ def image_forward(
     return forward
 
 
-def _served_heads(
+def served_heads(
     model: TaxonomyNet, device: torch.device, dtype: torch.dtype | None
 ) -> Callable[[torch.Tensor, torch.Tensor], HeadOutputs]:
     """Trunk features (b, C) -> the heads' logits, as ``model`` computes them after its backbone
@@ -443,7 +443,7 @@ def fit(
         # correction per attribute, then the vote's weight with those taus, then the temperatures
         # of what is served (after the taus and the vote).
         features = trunk_embeddings(model, val_set.images, preprocess, device, dtype)  # (n, C)
-        served = _served_heads(model, device, dtype)
+        served = served_heads(model, device, dtype)
         slice_examples = val_set.examples
         choices["logit_adjustment"] = choose_logit_adjustments(
             model.heads, served, features, slice_examples, taxonomy=taxonomy, config=config
