@@ -6,7 +6,11 @@ attribute, then the neighbours' vote's weight.
 that scores best, by the competition's per-attribute metric (harmonic mean of micro- and
 macro-F1), on a slice of the *training* part. The caller passes that slice and nothing else: the
 held-out products judge the model at the gate and must not shape it. The metric is a mean of
-per-attribute scores, so choosing each attribute's tau on its own maximises the whole.
+per-attribute scores, so choosing each attribute's tau on its own maximises the whole. A slice of
+a few hundred products gives each attribute a few dozen labels, on which the best of eleven taus
+is often best by chance: it replaces the constant only where it also beats it in
+``config.tau_confidence`` of bootstrap resamples of the slice (bench/RESULTS.md: taken as it came,
+the choice scored below the constant out of fold on both dev sets).
 
 The vote's weight (``TrainConfig.neighbour_grid``) is one number for the whole model, chosen
 after the taus on the same slice by the whole metric: per attribute, a slice of a few hundred
