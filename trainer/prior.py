@@ -79,7 +79,8 @@ def group_tau(
     ``rounds`` bootstrap resamples of the slice's rows (each member's rows drawn with replacement):
     on a slice of a few hundred products the best of eleven taus is often best by chance alone, and
     then the configured constant, cross-validated on whole training sets, is the better bet.
-    ``evidence`` records the slice's gain over the fallback and the share of resamples it held in."""
+    ``evidence`` records the slice's gain over the fallback per member and, where resampled, the
+    share of resamples it held in."""
     corrected = {
         tau: [(z - tau * heads.log_prior(h).cpu()).argmax(dim=1) for h, z, _ in members] for tau in candidates
     }  # tau -> predictions (n,) per member
@@ -88,7 +89,7 @@ def group_tau(
         for tau, preds in corrected.items()
     }
     best = max(candidates, key=lambda tau: (totals[tau], -abs(tau - fallback)))
-    evidence = {"gain": round((totals[best] - totals.get(fallback, totals[best])) / len(members), 4), "held": 1.0}
+    evidence = {"gain": round((totals[best] - totals.get(fallback, totals[best])) / len(members), 4)}
     if confidence <= 0 or best == fallback or fallback not in corrected:
         return best, evidence
     wins = torch.zeros(rounds)
@@ -150,10 +151,10 @@ def choose_logit_adjustments(
                 key = {"attribute": f"{cat.name}/{attr.name}", "name": attr.name}.get(config.tau_scope, "")
                 groups.setdefault(key, []).append(len(seen))
                 seen.append((h, z[known], truth[known]))
-        for members in groups.values():
+        for key, members in groups.items():
             if sum(len(seen[m][2]) for m in members) < config.tau_min_labels:
                 continue
-            tau, _ = group_tau(
+            tau, evidence = group_tau(
                 [seen[m] for m in members],
                 heads,
                 candidates,
@@ -161,6 +162,16 @@ def choose_logit_adjustments(
                 confidence=config.tau_confidence,
                 generator=generator,
             )
+            if evidence["gain"] > 0:
+                held = f"in {100 * evidence['held']:.0f}% of resamples" if "held" in evidence else "not resampled"
+                logger.info(
+                    "prior correction of %s: the slice's best beats %.2f by %.4f (%s): %.2f",
+                    key or "the model",
+                    fallback,
+                    evidence["gain"],
+                    held,
+                    tau,
+                )
             for m in members:
                 taus[seen[m][0]] = tau
     heads.set_logit_adjustment(fallback)
