@@ -178,7 +178,7 @@ class TrainConfig:
     # ``(1 - w) * heads + w * vote`` of the most similar labelled training products (0: the heads
     # alone). The checkpoint keeps at most ``neighbour_memory`` of them (about 1 KB each for a
     # ResNet18, 4 KB for a ResNet50), drawn at random beyond that. 0.15 (bench/RESULTS.md) is
-    # served where the run has no slice to choose on (below).
+    # served where the run has no slice to choose on (below); the bf16 CPU's 90-epoch recipe sets 0.
     neighbour_weight: float = 0.15
     # ... chosen inside the run: after the taus, every weight of ``neighbour_grid`` (and
     # ``neighbour_weight``) is served on the early-stopping slice and the one with the best
