@@ -141,13 +141,13 @@ def test_pretrained_trunk_loads_with_its_source_and_beats_random_initialisation(
     plan = plan_run("cpu", weights=str(trunk))  # what --weights does: the file's arch, the catalogue recipe
     scratch = plan_run("cpu", weights="none")
     assert plan.recipe == "catalogue" and plan.config.recipe == "catalogue"
-    # The scratch recipe's schedule, size and rates, every layer trained: what won by cross-validation.
+    # The scratch recipe's size and rates, every layer trained: what won by cross-validation (and
+    # the schedule and vote measured for it: 76 epochs where the scratch recipe trains 90).
+    catalogue = default_train_config("cpu", recipe="catalogue")
     assert (
         plan.config
         == replace(
-            scratch.config,
-            recipe="catalogue",
-            neighbour_weight=default_train_config("cpu", recipe="catalogue").neighbour_weight,
+            scratch.config, recipe="catalogue", neighbour_weight=catalogue.neighbour_weight, epochs=catalogue.epochs
         )
         and plan.config.trunk_lr_scale == 1.0
     )

@@ -34,7 +34,7 @@ def test_a_fresh_full_run_trains_from_the_configured_catalogue_trunk(app: App, t
     ckpt = load_checkpoint(app.ctx.models.models_dir / path)
     assert ckpt.recipe == "catalogue" and ckpt.model_config.frozen_when_pretrained == ()
     assert ckpt.model_config.weights == str(trunk)
-    assert ckpt.train_config["epochs"] == default_train_config("cpu", recipe="scratch").epochs  # the scratch schedule
+    assert ckpt.train_config["epochs"] == default_train_config("cpu", recipe="catalogue").epochs  # its schedule
 
 
 def test_torchrun_passes_the_trunk_to_a_fresh_run_only(tmp_path: Path) -> None:
