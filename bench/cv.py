@@ -102,6 +102,18 @@ def remember_training_part(
 
 
 @torch.inference_mode()
+def served_rows(
+    model: TaxonomyNet, examples: list[LabeledExample], views: list[torch.Tensor], cats: torch.Tensor
+) -> dict[str, dict[str, str]]:
+    """id -> predicted values of ``examples`` as the heads serve them now, their probabilities
+    averaged over ``views`` (the features of the photos, and of their mirror images with ``flip``)."""
+    probs = to_probabilities(model.heads(views[0], cats))
+    for f in views[1:]:
+        probs = average(probs, to_probabilities(model.heads(f, cats)))
+    return {e.id: r for e, r in zip(examples, top_values(probs, model.taxonomy, len(examples)), strict=True)}
+
+
+@torch.inference_mode()
 def rows_by_choice(
     model: TaxonomyNet,
     examples: list[LabeledExample],
@@ -128,10 +140,7 @@ def rows_by_choice(
         if tau is not None:
             heads.head_logit_adjustment.fill_(float(tau))
         heads.set_neighbour_weight(weight)
-        probs = to_probabilities(heads(views[0], cats))
-        for f in views[1:]:
-            probs = average(probs, to_probabilities(heads(f, cats)))
-        out[name] = {e.id: r for e, r in zip(examples, top_values(probs, model.taxonomy, len(examples)))}
+        out[name] = served_rows(model, examples, views, cats)
     heads.head_logit_adjustment.copy_(own)
     heads.set_neighbour_weight(own_weight)
     return out

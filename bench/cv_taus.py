@@ -32,13 +32,13 @@ from pathlib import Path
 
 import torch
 from _common import add_common_args, emit, per_attribute_mean, pick_device, ready
-from cv import SMOKE_PHOTOS, features_of, folds_of, taxonomy_of
+from cv import SMOKE_PHOTOS, features_of, folds_of, served_rows, taxonomy_of
 
 from taxonomy import LabeledExample
 from trainer import TrainConfig, load_checkpoint, load_images, read_dataset, split_held_out
 from trainer.config import TAU_SCOPES
 from trainer.data import EARLY_STOP_SALT
-from trainer.evaluation import average, score, to_probabilities, top_values
+from trainer.evaluation import score
 from trainer.labels import encode_labels
 from trainer.prior import choose_logit_adjustments
 from trainer.runtime import resolve_precision
@@ -82,16 +82,11 @@ def predict_fold(model, test, preprocess, taus: dict[str, list[float]], flip: bo
     test_set = load_images(test, preprocess)
     cats = encode_labels(test_set.examples, model.taxonomy).categories.to(device)  # (N,)
     views = features_of(model, test_set.images, preprocess, flip, device)
-    heads = model.heads
-    heads.set_neighbour_weight(0.0)
+    model.heads.set_neighbour_weight(0.0)
     out = {}
     for rule, values in taus.items():
-        heads.set_head_logit_adjustments(values)
-        probs = to_probabilities(heads(views[0], cats))
-        for f in views[1:]:
-            probs = average(probs, to_probabilities(heads(f, cats)))
-        rows = top_values(probs, model.taxonomy, len(test_set.examples))
-        out[rule] = {e.id: r for e, r in zip(test_set.examples, rows, strict=True)}
+        model.heads.set_head_logit_adjustments(values)
+        out[rule] = served_rows(model, test_set.examples, views, cats)
     return out
 
 
@@ -103,6 +98,7 @@ def rescore(cv_dir: Path, device: torch.device) -> dict:
     if settings.get("smoke"):
         examples = examples[:SMOKE_PHOTOS]  # as bench/cv.py --smoke takes them
     folds = folds_of(examples, settings["folds"], settings["seed"])
+    names = [f"{c.name}/{a.name}" for c in taxonomy.categories for a in c.attributes]
     records = []
     for i, test in enumerate(folds):
         checkpoint = cv_dir / f"fold{i}" / "model.pt"
@@ -117,7 +113,6 @@ def rescore(cv_dir: Path, device: torch.device) -> dict:
         model = ckpt.build_model("cpu").eval().to(device)
         taus = fold_taus(model, config, stop, ckpt.preprocess, device)
         preds = predict_fold(model, test, ckpt.preprocess, taus, settings["flip"], device)
-        names = [f"{c.name}/{a.name}" for c in taxonomy.categories for a in c.attributes]
         # The run's own rule (checkpoints from before tau_confidence chose without it) must give
         # the taus the run chose, or this rescoring is not what the runs did.
         own = rule_name(config.tau_scope, float(ckpt.train_config.get("tau_confidence", 0.0)))

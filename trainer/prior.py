@@ -137,7 +137,7 @@ def choose_logit_adjustments(
         candidates = sorted({*config.tau_grid, fallback})
         generator = torch.Generator().manual_seed(config.seed)  # the bootstrap's resamples
         # Every head's labelled rows in the slice: (head, logits (n, V), truth (n,)).
-        seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        seen: list[Member] = []
         groups: dict[str, list[int]] = {}  # scope's key -> positions in ``seen``
         for cat, row in zip(taxonomy.categories, heads.head_index, strict=True):
             for j, (attr, h) in enumerate(zip(cat.attributes, row, strict=True)):
