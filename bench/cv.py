@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="photos per training step")
     parser.add_argument("--cutmix", type=float, default=None, help="share of batches mixed within a category")
     parser.add_argument("--weight-decay", type=float, default=None, help="AdamW's decoupled weight decay")
+    parser.add_argument("--lr", type=float, default=None, help="the one-cycle schedule's peak learning rate")
     add_common_args(parser, "2 folds of 80 photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "cutmix": args.cutmix,
         "weight_decay": args.weight_decay,
+        "lr": args.lr,
     }
     config = replace(config, **{key: v for key, v in train_over.items() if v is not None})
     if config.progressive_size >= model_config.image_size:  # early epochs never larger than the rest

@@ -10,7 +10,7 @@ their fixed schedule (last epoch kept) and are scored on ``val.csv`` with mirror
 is read only to score, after both have trained.
 
 - default: what ``python -m trainer train --weights none`` plans on the CPU (``trainer.plan_run``
-  with the training photos' survey): SE-ResNet18, 112 px, 38 epochs (76 where the CPU computes
+  with the training photos' survey): SE-ResNet18, 112 px, 38 epochs (90 where the CPU computes
   bf16) with the first half at 80 px, focal loss with class weights, balanced sampler,
   label-true augmentation, prior correction;
   for photos that are not square the size follows their shape within the recipe's budget

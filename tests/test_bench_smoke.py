@@ -22,6 +22,7 @@ SMOKE = {
     "cv.py": ["--smoke"],
     "cv_average.py": ["--smoke"],
     "cv_taus.py": ["--smoke"],
+    "cv_sizes.py": ["--smoke"],
     "retrain_speed.py": ["--smoke"],
     "suggest_latency.py": ["--smoke"],
     "embed_throughput.py": ["--smoke"],
