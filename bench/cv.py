@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cutmix", type=float, default=None, help="share of batches mixed within a category")
     parser.add_argument("--weight-decay", type=float, default=None, help="AdamW's decoupled weight decay")
     parser.add_argument("--lr", type=float, default=None, help="the one-cycle schedule's peak learning rate")
+    parser.add_argument(
+        "--sampler-power", type=float, default=None, help="the balanced sampler's power (0: no balanced sampler)"
+    )
     add_common_args(parser, "2 folds of 80 photos, 1 epoch at 64 px")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -284,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         "weight_decay": args.weight_decay,
         "lr": args.lr,
     }
+    if args.sampler_power is not None:
+        train_over |= {"sampler_power": args.sampler_power, "balanced_sampling": args.sampler_power > 0}
     config = replace(config, **{key: v for key, v in train_over.items() if v is not None})
     if config.progressive_size >= model_config.image_size:  # early epochs never larger than the rest
         config = replace(config, progressive_size=0)
