@@ -101,6 +101,26 @@ def remember_training_part(
     model.heads.set_neighbour_weight(0.0, balance=balancing)
 
 
+def pooled_scores(
+    folds: list[list[LabeledExample]],
+    per_fold: list[dict[str, dict[str, dict[str, str]]]],
+    choices: list[str],
+    taxonomy: Taxonomy,
+) -> tuple[dict[str, float], dict[str, dict[str, float]], int]:
+    """The out-of-fold score of each choice (``per_fold``: per fold, choice -> id -> predicted
+    values) over every photo of ``folds`` that its fold could read (those predicted under the first
+    choice), its per-attribute means, and how many photos were scored."""
+    predicted = {i for fold in per_fold for i in fold[choices[0]]}
+    scored = [e for f in folds for e in f if e.id in predicted]
+    pooled, per_attribute = {}, {}
+    for choice in choices:
+        preds = {i: row for fold in per_fold for i, row in fold[choice].items()}
+        report = score(scored, preds, taxonomy)
+        pooled[choice] = round(report.score, 4)
+        per_attribute[choice] = per_attribute_mean(report)
+    return pooled, per_attribute, len(scored)
+
+
 @torch.inference_mode()
 def served_rows(
     model: TaxonomyNet, examples: list[LabeledExample], views: list[torch.Tensor], cats: torch.Tensor
@@ -316,14 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     choices = [IN_RUN, *map(str, TAUS), *(f"{NEIGHBOURS}{a}" for a in ALPHAS), SERVED]
     choices = [c for c in choices if all(c in r["predictions"] for r in records)]  # folds of older runs
-    predicted = {i for r in records for i in r["predictions"][IN_RUN]}  # photos that could be read
-    scored = [e for f in folds for e in f if e.id in predicted]
-    pooled, per_attribute = {}, {}
-    for choice in choices:
-        preds = {i: row for r in records for i, row in r["predictions"][choice].items()}
-        report = score(scored, preds, taxonomy)
-        pooled[choice] = round(report.score, 4)
-        per_attribute[choice] = per_attribute_mean(report)
+    pooled, per_attribute, scored = pooled_scores(folds, [r["predictions"] for r in records], choices, taxonomy)
     constants = [c for c in choices if c not in (IN_RUN, SERVED) and not c.startswith(NEIGHBOURS)]
     best = max(constants, key=lambda t: (pooled[t], -abs(float(t))))
     summary = {
@@ -334,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe_of": recipe_of,
         "precision": config.precision,
         "folds": k,
-        "photos_scored": len(scored),
+        "photos_scored": scored,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "val_fraction": config.val_fraction,

@@ -22,8 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import add_common_args, emit, per_attribute_mean, pick_device, ready
-from cv import SMOKE_PHOTOS, features_of, folds_of, taxonomy_of
+from _common import add_common_args, emit, pick_device, ready
+from cv import SMOKE_PHOTOS, features_of, folds_of, pooled_scores, taxonomy_of
 
 from taxonomy import LabeledExample, Taxonomy
 from trainer import load_checkpoint, load_images, read_dataset
@@ -89,7 +89,8 @@ def rescore(cv_dir: Path, sizes: list[int], device: torch.device) -> dict:
     if settings.get("smoke"):
         examples = examples[:SMOKE_PHOTOS]  # as bench/cv.py --smoke takes them
     folds = folds_of(examples, settings["folds"], settings["seed"])
-    records = []
+    records: list[dict[str, float]] = []  # per fold: combination -> the fold's score
+    per_fold: list[dict[str, dict[str, dict[str, str]]]] = []  # per fold: combination -> id -> values
     own_sizes = set()
     for i, test in enumerate(folds):
         checkpoint = cv_dir / f"fold{i}" / "model.pt"
@@ -99,17 +100,10 @@ def rescore(cv_dir: Path, sizes: list[int], device: torch.device) -> dict:
         own_sizes.add(ckpt.preprocess.image_size)
         model = ckpt.build_model("cpu").eval().to(device)
         preds = fold_rows(model, ckpt, test, sizes, settings["flip"], device)
-        records.append({rule: round(score(test, p, taxonomy).score, 4) for rule, p in preds.items()})
-        records[-1]["_predictions"] = preds
-        logging.info("fold %d: %s", i, {k: v for k, v in records[-1].items() if k != "_predictions"})
-    predicted = {i for r in records for i in r["_predictions"][str(sizes[0])]}
-    scored = [e for f in folds for e in f if e.id in predicted]
-    pooled, per_attribute = {}, {}
-    for name in records[0]["_predictions"]:
-        preds = {i: row for r in records for i, row in r["_predictions"][name].items()}
-        report = score(scored, preds, taxonomy)
-        pooled[name] = round(report.score, 4)
-        per_attribute[name] = per_attribute_mean(report)
+        per_fold.append(preds)
+        records.append({name: round(score(test, p, taxonomy).score, 4) for name, p in preds.items()})
+        logging.info("fold %d: %s", i, records[-1])
+    pooled, per_attribute, _ = pooled_scores(folds, per_fold, list(per_fold[0]), taxonomy)
     return {
         "cv": str(cv_dir),
         "data": str(data),

@@ -31,8 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from _common import add_common_args, emit, per_attribute_mean, pick_device, ready
-from cv import SMOKE_PHOTOS, features_of, folds_of, served_rows, taxonomy_of
+from _common import add_common_args, emit, pick_device, ready
+from cv import SMOKE_PHOTOS, features_of, folds_of, pooled_scores, served_rows, taxonomy_of
 
 from taxonomy import LabeledExample
 from trainer import TrainConfig, load_checkpoint, load_images, read_dataset, split_held_out
@@ -130,14 +130,8 @@ def rescore(cv_dir: Path, device: torch.device) -> dict:
             }
         )
         logging.info("fold %d: %s", i, records[-1]["score"])
-    predicted = {i for r in records for i in r["predictions"][CONSTANT]}  # photos that could be read
-    scored = [e for f in folds for e in f if e.id in predicted]
-    pooled, per_attribute = {}, {}
-    for rule in records[0]["predictions"]:
-        preds = {i: row for r in records for i, row in r["predictions"][rule].items()}
-        report = score(scored, preds, taxonomy)
-        pooled[rule] = round(report.score, 4)
-        per_attribute[rule] = per_attribute_mean(report)
+    per_fold = [r["predictions"] for r in records]
+    pooled, per_attribute, _ = pooled_scores(folds, per_fold, list(per_fold[0]), taxonomy)  # CONSTANT first
     return {
         "cv": str(cv_dir),
         "data": str(data),
