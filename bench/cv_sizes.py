@@ -8,8 +8,9 @@ of several sizes (val.csv is never read).
 
 Every view is served as ``bench/cv.py`` serves it: the checkpoint's own taus, the heads alone, and
 the mirror image averaged in when the folds were scored with ``--flip``. "S" is one size, "S+T" the
-checkpoint's size together with another, "all" every size at once. Photos larger than the stored
-ones are prepared again from the files (``load_images`` at that size), not upsampled tensors.
+checkpoint's size together with another, "all" every size at once; the checkpoint's own size is
+always served, asked for or not. Each size is prepared from the photo files (``load_images`` at
+that size), not resampled from another size's tensors.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def combinations(sizes: list[int], own: int) -> dict[str, list[int]]:
 def fold_rows(
     model: TaxonomyNet, ckpt, test: list[LabeledExample], sizes: list[int], flip: bool, device: torch.device
 ) -> dict[str, dict[str, dict[str, str]]]:
-    """combination -> id -> predicted values of the fold ``test``."""
+    """combination -> id -> predicted values of the fold ``test`` (the checkpoint's own size is always
+    one of the sizes)."""
     model.heads.set_neighbour_weight(0.0)
+    own = ckpt.preprocess.image_size
+    sizes = sorted({*sizes, own})
     per_size: dict[int, list[HeadOutputs]] = {}
     examples: list[LabeledExample] | None = None
     for size in sizes:
@@ -75,7 +79,7 @@ def fold_rows(
         per_size[size] = [to_probabilities(model.heads(f, cats)) for f in views]
     assert examples is not None
     out = {}
-    for name, chosen in combinations(sizes, ckpt.preprocess.image_size).items():
+    for name, chosen in combinations(sizes, own).items():
         probs = mean_of([p for s in chosen for p in per_size[s]])
         out[name] = {e.id: r for e, r in zip(examples, top_values(probs, model.taxonomy, len(examples)), strict=True)}
     return out
