@@ -42,7 +42,7 @@ from _common import MYNTRA, add_common_args, device_name, emit, per_attribute_me
 from taxonomy import LabeledExample, Taxonomy, default_taxonomy, taxonomy_from_competition
 from trainer import TrainConfig, load_checkpoint, load_images, plan_run, read_dataset, survey_photos, train_full
 from trainer.config import CROPS
-from trainer.evaluation import average, score, to_probabilities, top_values
+from trainer.evaluation import mean_of, score, to_probabilities, top_values
 from trainer.labels import encode_labels
 from trainer.model import TaxonomyNet
 from trainer.neighbours import ALPHAS
@@ -127,9 +127,7 @@ def served_rows(
 ) -> dict[str, dict[str, str]]:
     """id -> predicted values of ``examples`` as the heads serve them now, their probabilities
     averaged over ``views`` (the features of the photos, and of their mirror images with ``flip``)."""
-    probs = to_probabilities(model.heads(views[0], cats))
-    for f in views[1:]:
-        probs = average(probs, to_probabilities(model.heads(f, cats)))
+    probs = mean_of([to_probabilities(model.heads(f, cats)) for f in views])
     return {e.id: r for e, r in zip(examples, top_values(probs, model.taxonomy, len(examples)), strict=True)}
 
 

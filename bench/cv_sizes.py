@@ -24,29 +24,15 @@ from pathlib import Path
 
 import torch
 from _common import add_common_args, emit, pick_device, ready
-from cv import SMOKE_PHOTOS, features_of, folds_of, pooled_scores, taxonomy_of
+from cv import SMOKE_PHOTOS, features_of, folds_of, pooled_scores, served_rows, taxonomy_of
 
 from taxonomy import LabeledExample, Taxonomy
 from trainer import load_checkpoint, load_images, read_dataset
-from trainer.evaluation import score, to_probabilities, top_values
-from trainer.heads import HeadLogits, HeadOutputs
+from trainer.evaluation import score
 from trainer.labels import encode_labels
 from trainer.model import TaxonomyNet
 
 ALL = "all"
-
-
-def mean_of(outputs: list[HeadOutputs]) -> HeadOutputs:
-    """The mean of probability outputs routed the same way (views of the same photos)."""
-    first, n = outputs[0], len(outputs)
-    return HeadOutputs(
-        sum(o.category_logits for o in outputs) / n,
-        first.routing,
-        [
-            HeadLogits(h.head, h.category, h.position, h.rows, sum(o.attributes[j].logits for o in outputs) / n)
-            for j, h in enumerate(first.attributes)
-        ],
-    )
 
 
 def combinations(sizes: list[int], own: int) -> dict[str, list[int]]:
@@ -67,22 +53,16 @@ def fold_rows(
     model.heads.set_neighbour_weight(0.0)
     own = ckpt.preprocess.image_size
     sizes = sorted({*sizes, own})
-    per_size: dict[int, list[HeadOutputs]] = {}
-    examples: list[LabeledExample] | None = None
+    per_size: dict[int, list[torch.Tensor]] = {}  # size -> the features of the photos (and mirror images)
     for size in sizes:
         preprocess = replace(ckpt.preprocess, image_size=size)
-        test_set = load_images(test, preprocess)
-        if examples is None:
-            examples = test_set.examples
-        cats = encode_labels(test_set.examples, model.taxonomy).categories.to(device)  # (N,)
-        views = features_of(model, test_set.images, preprocess, flip, device)
-        per_size[size] = [to_probabilities(model.heads(f, cats)) for f in views]
-    assert examples is not None
-    out = {}
-    for name, chosen in combinations(sizes, own).items():
-        probs = mean_of([p for s in chosen for p in per_size[s]])
-        out[name] = {e.id: r for e, r in zip(examples, top_values(probs, model.taxonomy, len(examples)), strict=True)}
-    return out
+        test_set = load_images(test, preprocess)  # the same readable photos at every size
+        per_size[size] = features_of(model, test_set.images, preprocess, flip, device)
+    cats = encode_labels(test_set.examples, model.taxonomy).categories.to(device)  # (N,)
+    return {
+        name: served_rows(model, test_set.examples, [f for s in chosen for f in per_size[s]], cats)
+        for name, chosen in combinations(sizes, own).items()
+    }
 
 
 def rescore(cv_dir: Path, sizes: list[int], device: torch.device) -> dict:

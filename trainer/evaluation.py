@@ -21,14 +21,18 @@ def to_probabilities(out: HeadOutputs) -> HeadOutputs:
     )
 
 
-def average(a: HeadOutputs, b: HeadOutputs) -> HeadOutputs:
-    """Mean of two probability outputs routed the same way (a photo and its mirror image)."""
+def mean_of(outputs: Sequence[HeadOutputs]) -> HeadOutputs:
+    """Mean of probability outputs routed the same way (views of the same photos: a photo and its
+    mirror image, or the photo at several sizes)."""
+    first, rest, n = outputs[0], outputs[1:], len(outputs)
     return HeadOutputs(
-        (a.category_logits + b.category_logits) / 2,
-        a.routing,
+        sum((o.category_logits for o in rest), first.category_logits) / n,
+        first.routing,
         [
-            HeadLogits(x.head, x.category, x.position, x.rows, (x.logits + y.logits) / 2)
-            for x, y in zip(a.attributes, b.attributes)
+            HeadLogits(
+                h.head, h.category, h.position, h.rows, sum((o.attributes[j].logits for o in rest), h.logits) / n
+            )
+            for j, h in enumerate(first.attributes)
         ],
     )
 

@@ -16,7 +16,7 @@ from taxonomy import AttributePrediction, ProductPrediction
 from .calibration import apply_temperatures, is_calibrated
 from .checkpoint import Checkpoint, load_checkpoint
 from .embeddings import cache_key
-from .evaluation import average, to_probabilities
+from .evaluation import mean_of, to_probabilities
 from .fastpath import inference_backbone
 from .heads import HeadOutputs
 from .preprocess import open_image, prepare_image, to_model_input
@@ -185,9 +185,7 @@ class Predictor:
         cat_probs = sum(self.model.heads.category_logits(f).softmax(dim=1) for f in features) / len(features)  # (b, K)
         given = given.to(self.device)
         routing = torch.where(given >= 0, given, cat_probs.argmax(dim=1))  # (b,)
-        probs = to_probabilities(self.model.heads(features[0], routing))
-        for f in features[1:]:
-            probs = average(probs, to_probabilities(self.model.heads(f, routing)))
+        probs = mean_of([to_probabilities(self.model.heads(f, routing)) for f in features])
         # Calibrated confidences; each row's order of values (so the top-1 suggestion) is unchanged.
         probs = apply_temperatures(probs, self.model.heads.head_temperature)
         probs.category_logits = cat_probs

@@ -21,7 +21,7 @@ from .checkpoint import Checkpoint, atomic_save, load_checkpoint, save_checkpoin
 from .config import TrainConfig
 from .data import ImageSet
 from .distributed import SINGLE, DistContext, state_sha256
-from .evaluation import average, predict_values, score, to_probabilities
+from .evaluation import mean_of, predict_values, score, to_probabilities
 from .heads import HeadOutputs
 from .labels import EncodedLabels, encode_labels, head_counts
 from .losses import TaxonomyLoss, class_weights, sample_weights
@@ -158,7 +158,7 @@ def image_forward(
             probs = to_probabilities(model(x, c))
             if tta_flip:
                 # Route the mirror image the same way, so the two outputs line up head by head.
-                probs = average(probs, to_probabilities(model(x.flip(3), probs.routing)))
+                probs = mean_of([probs, to_probabilities(model(x.flip(3), probs.routing))])
         return probs
 
     return forward
